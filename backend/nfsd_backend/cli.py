@@ -1,0 +1,157 @@
+"""The `nfsd` command line: generate | image | export | doctor.
+
+Every setting flag maps to one key of the config dataclasses (`config.py`); values come from the
+defaults, then `--config FILE.json`, then the flags given. Errors a user can fix end as one line
+(or one `error` event with `--events jsonl`) and exit code 2; bugs write their traceback to the
+run's `nfsd.log` and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__
+from .config import load_config_file, merge
+from .console import ConsoleProgress
+from .errors import EXIT_INTERNAL, NfsdError
+from .events import EventStream
+from .rundir import attach_log, detach_logs, logger
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag and the config key it sets (dotted for a section)."""
+
+    flag: str
+    key: str
+    help: str
+    type: Callable[[str], Any] | None = str
+    choices: tuple[str, ...] | None = None
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+MODEL_FLAGS = (
+    Flag("--model", "model.name", "hub id, diffusers folder, .safetensors/.ckpt file, toy-shapes or tiny-random"),
+    Flag("--revision", "model.revision", "hub revision of --model"),
+    Flag("--device", "model.device", "where the model runs", choices=("auto", "cuda", "cpu", "mps")),
+    Flag("--precision", "model.precision", "model weights' precision", choices=("auto", "fp16", "bf16", "fp32")),
+    Flag("--low-vram", "model.low_vram", "settings for 8 GB cards (see README)", type=None),
+)
+GUIDANCE_FLAGS = (
+    Flag("--method", "guidance.method", "guidance rule (default nfsd)"),
+    Flag("--guidance-scale", "guidance.guidance_scale", "CFG scale (defaults: SDS 100, NFSD 7.5, SDI 7.5)", float),
+    Flag("--negative-prompt", "guidance.negative_prompt", "NFSD's negative prompt for t >= threshold"),
+    Flag("--nfsd-threshold", "guidance.nfsd_threshold", "NFSD: timestep from which the negative prompt is used", int),
+    Flag("--weighting", "guidance.weighting", "w(t): sds | uniform | fantasia3d | x0"),
+    Flag("--inversion-steps", "guidance.inversion_steps", "SDI: DDIM inversion steps over the full range", int),
+)
+RUN_FLAGS = (
+    Flag("--steps", "steps", "optimisation steps", int),
+    Flag("--seed", "seed", "random seed: fixes every random choice of the run", int),
+)
+EXPORT_FLAGS = (
+    Flag("--mesh-resolution", "export.mesh_resolution", "marching-cubes grid size per axis", int),
+    Flag("--texture-size", "export.texture_size", "baked texture size in pixels", int),
+    Flag("--threshold", "export.threshold", "density iso-level (default: auto)", float),
+)
+
+
+def add_flags(parser: argparse.ArgumentParser, flags: tuple[Flag, ...]) -> None:
+    """Flags default to 'not given' so that only the ones on the command line override."""
+    for flag in flags:
+        dest = "set:" + flag.key
+        if flag.type is None:
+            parser.add_argument(flag.flag, dest=dest, action="store_true", default=argparse.SUPPRESS,
+                                help=flag.help)
+        else:
+            parser.add_argument(flag.flag, dest=dest, type=flag.type, choices=flag.choices,
+                                default=argparse.SUPPRESS, help=flag.help)
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags, as a nested dict like a config file."""
+    values: dict[str, Any] = {}
+    for dest, value in vars(args).items():
+        if not dest.startswith("set:"):
+            continue
+        *sections, name = dest[4:].split(".")
+        target = values
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[name] = value
+    return values
+
+
+def settings_from(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`base`, then the `--config` file, then the flags."""
+    settings = dict(base or {})
+    if getattr(args, "config", None):
+        settings = merge(settings, load_config_file(args.config))
+    return merge(settings, flag_values(args))
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="settings file (the keys of a run's config.json)")
+    parser.add_argument("--events", choices=("jsonl",), help="write the event stream to stdout as JSON lines")
+
+
+# name -> (module, help); each module has add_arguments(parser) and run(args, events) -> exit code.
+COMMANDS = {
+    "doctor": ("nfsd_backend.doctor", "check torch, CUDA, accelerators and cached models"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="nfsd", description="Text-to-3D with NFSD / SDI / SDS score distillation.")
+    parser.add_argument("--version", action="version", version=f"nfsd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    jsonl = getattr(args, "events", None) == "jsonl"
+    events = EventStream(jsonl=sys.stdout if jsonl else None, listeners=[] if jsonl else [ConsoleProgress()])
+    out = getattr(args, "out", None)
+    try:
+        return args.run(args, events)
+    except NfsdError as exc:
+        _log_to_run(out, logging.ERROR, f"{exc.kind}: {exc.message}")
+        events.emit("error", kind=exc.kind, message=exc.message)
+        return exc.exit_code
+    except Exception as exc:  # a bug: full traceback in the log, one line for the user
+        log_path = _log_to_run(out, logging.ERROR, "internal error", exc_info=True)
+        where = f"; the traceback is in {log_path}" if log_path else ""
+        if log_path is None:
+            logging.getLogger("nfsd").addHandler(logging.StreamHandler(sys.stderr))
+            logger.exception("internal error")
+        events.emit("error", kind="internal", message=f"internal error: {type(exc).__name__}: {exc}{where}.")
+        return EXIT_INTERNAL
+    finally:
+        events.detach()
+        detach_logs()
+
+
+def _log_to_run(out: Path | None, level: int, message: str, exc_info: bool = False) -> Path | None:
+    """Log to the run's log file, attaching it if the command failed before doing so."""
+    path = next((Path(h.baseFilename) for h in logger.handlers if isinstance(h, logging.FileHandler)), None)
+    if path is None and out is not None:
+        path = attach_log(Path(out))
+    if path is not None:
+        logger.log(level, message, exc_info=exc_info)
+    return path

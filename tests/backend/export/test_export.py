@@ -220,6 +220,14 @@ def test_blender_imports_the_glb_upright_with_the_baked_image(exports, tmp_path)
     np.testing.assert_allclose(report["bottom"], TwoColourEllipsoid.BLUE, atol=0.05)
 
 
+def test_a_small_object_keeps_its_few_faces(tmp_path):
+    resolution = 48
+    result = export_mesh(Sphere(radius=0.1), tmp_path / "mesh", bound=BOUND, resolution=resolution, texture_size=64)
+    voxel = 2 * BOUND / (resolution - 1)
+    np.testing.assert_allclose(np.ptp(read_glb(result.glb).bounds, axis=0), 0.2, atol=voxel)
+    assert 100 < result.faces < 1000
+
+
 class ConstantField:
     """The same density everywhere: empty (0) or solid (> 0)."""
 

@@ -1,10 +1,11 @@
 """Export time and peak memory at mesh resolutions 128 / 256 / 384 (texture 1024, the default face
-budget) on an analytic field. Each resolution runs in a fresh process, so its peak RSS is its own.
+budget) on an analytic field. Every export runs in a fresh process, so its peak RSS is its own.
 
-    PYTHONPATH=backend python bench/bench_export.py [--resolutions 128 256 384] [--shape torus]
+    PYTHONPATH=backend python bench/bench_export.py [--resolutions 128 256 384] [--shape torus] [--repeat 3]
 
-Prints a Markdown table (wall and CPU seconds, the time per stage, peak RSS) and the machine.
-Wall time on a shared machine depends on what else runs: the load average is printed with it.
+Prints a Markdown table (medians over the repeats: wall and CPU seconds, wall seconds per stage,
+peak RSS) and the machine. Wall time on a shared machine depends on what else runs: the load
+average at the start is printed with it.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from nfsd_backend.export import STAGES
 
 SHAPES = ("sphere", "torus", "two_colour")
 
@@ -65,6 +69,7 @@ def main() -> None:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256, 384])
     parser.add_argument("--shape", choices=SHAPES, default="torus")
     parser.add_argument("--texture-size", type=int, default=1024)
+    parser.add_argument("--repeat", type=int, default=3, help="exports per resolution; the table shows medians")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one resolution, print JSON
     args = parser.parse_args()
     if args.one is not None:
@@ -72,20 +77,24 @@ def main() -> None:
         return
 
     print(f"Machine: {machine()}")
-    print(f"Field: analytic {args.shape}, bound 1, texture {args.texture_size}, default face budget\n")
+    print(f"Field: analytic {args.shape}, bound 1, texture {args.texture_size}, default face budget; "
+          f"medians of {args.repeat} runs\n")
     print("| resolution | wall s | CPU s | grid | surface | clean-up | UV atlas | bake | write | faces | peak RSS MB | load avg |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for resolution in args.resolutions:
         load = os.getloadavg()[0]
-        done = subprocess.run([sys.executable, __file__, "--one", str(resolution), "--shape", args.shape,
-                               "--texture-size", str(args.texture_size)],
-                              check=True, capture_output=True, text=True)
-        row = json.loads(done.stdout.strip().splitlines()[-1])
-        stages = " | ".join(f"{row['stages'][name]:.1f}" for name in
-                            ("density_grid", "surface", "clean_up", "uv_atlas", "bake", "write"))
-        print(f"| {resolution} | {row['wall_s']:.1f} | {row['cpu_s']:.1f} | {stages} | {row['faces']} "
-              f"| {row['peak_rss_mb']:.0f} | {load:.1f} |", flush=True)
+        runs = [measure(resolution, args.shape, args.texture_size) for _ in range(args.repeat)]
+        median = {key: statistics.median(run[key] for run in runs) for key in ("wall_s", "cpu_s", "peak_rss_mb")}
+        stages = " | ".join(f"{statistics.median(run['stages'][name] for run in runs):.1f}" for name in STAGES)
+        print(f"| {resolution} | {median['wall_s']:.1f} | {median['cpu_s']:.1f} | {stages} | {runs[0]['faces']} "
+              f"| {median['peak_rss_mb']:.0f} | {load:.1f} |", flush=True)
 
+
+def measure(resolution: int, shape: str, texture_size: int) -> dict:
+    """One export in a fresh process."""
+    done = subprocess.run([sys.executable, __file__, "--one", str(resolution), "--shape", shape,
+                           "--texture-size", str(texture_size)], check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 if __name__ == "__main__":
     main()

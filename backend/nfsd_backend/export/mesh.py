@@ -119,8 +119,8 @@ def orient_outward(mesh: trimesh.Trimesh, grid: np.ndarray, bound: float) -> Non
 
 def vertex_normals(mesh: trimesh.Trimesh) -> np.ndarray:
     """Unit vertex normals, each the area-weighted mean of its faces' normals: decimation leaves
-    slivers whose normals are unstable, and area weighting (unlike angle weighting) gives them none
-    of the say."""
+    slivers whose normals are unstable, and area weighting (unlike angle weighting) gives them
+    almost no weight."""
     summed = np.zeros_like(mesh.vertices)
     for corner in range(3):
         np.add.at(summed, mesh.faces[:, corner], mesh.triangles_cross)

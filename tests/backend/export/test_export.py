@@ -4,6 +4,7 @@ files read back by trimesh and by Blender itself, and fields without a surface."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -20,11 +21,11 @@ from PIL import Image
 from scipy.spatial import cKDTree
 
 from nfsd_backend.config import ExportConfig
-from nfsd_backend.errors import BadConfig, EmptyGeometry
+from nfsd_backend.errors import BadConfig, EmptyGeometry, NonFinite
 from nfsd_backend.export import STAGES, ExportResult, export_mesh, export_mesh_with
 from nfsd_backend.export.analytic import AnalyticField, Sphere, Torus, TwoColourEllipsoid
 from nfsd_backend.export.field import density_grid, field_device
-from nfsd_backend.export.mesh import auto_level, drop_floaters, extract_surface, orient_outward
+from nfsd_backend.export.mesh import auto_level, clean_up, drop_floaters, extract_surface, orient_outward
 from nfsd_backend.export.texture import UVMesh, rasterise
 
 BOUND = 1.0
@@ -169,26 +170,31 @@ def test_glb_and_obj_read_back_with_same_faces_uvs_and_image(exports):
     assert "map_Kd texture.png" in result.mtl.read_text()
 
 
-def test_blender_imports_the_glb_upright_with_the_baked_image(exports, tmp_path):
+def test_blender_imports_glb_and_obj_upright_with_the_baked_image(exports, tmp_path):
     """Real Blender (bpy 5.0.1), in its own process: one mesh object, the field's extents on
     Blender's axes (+Z up, front at -Y), an image texture node holding texture.png, and the colour
-    read through Blender's UV layer red on top and blue below."""
+    read through Blender's UV layer red on top and blue below; the OBJ lands on the same axes."""
     exported = exports["two_colour"]
     script = textwrap.dedent("""
-        import json, sys
+        import hashlib, json, sys
         import bpy
         import numpy as np
-        bpy.ops.wm.read_factory_settings(use_empty=True)
-        bpy.ops.import_scene.gltf(filepath=sys.argv[1])
-        meshes = [o for o in bpy.data.objects if o.type == "MESH"]
-        obj = meshes[0]
-        points = np.array([obj.matrix_world @ v.co for v in obj.data.vertices])
-        nodes = [n for n in obj.active_material.node_tree.nodes if n.type == "TEX_IMAGE"]
+
+        def imported(load, path):
+            bpy.ops.wm.read_factory_settings(use_empty=True)
+            load(filepath=path)
+            meshes = [o for o in bpy.data.objects if o.type == "MESH"]
+            obj = meshes[0]
+            points = np.array([obj.matrix_world @ v.co for v in obj.data.vertices])
+            nodes = [n for n in obj.active_material.node_tree.nodes if n.type == "TEX_IMAGE"]
+            return obj, nodes, {"objects": len(bpy.data.objects), "meshes": len(meshes), "image_nodes": len(nodes),
+                                "min": points.min(axis=0).tolist(), "max": points.max(axis=0).tolist()}
+
+        obj, nodes, report = imported(bpy.ops.import_scene.gltf, sys.argv[1])
         image = nodes[0].image
         width, height = image.size
         pixels = np.array(image.pixels[:]).reshape(height, width, 4)[::-1, :, :3]  # rows from the top
         uv_layer = obj.data.uv_layers.active.data
-        loops = obj.data.loops
         top, bottom = [], []
         for polygon in obj.data.polygons:
             centre = obj.matrix_world @ polygon.center
@@ -198,31 +204,33 @@ def test_blender_imports_the_glb_upright_with_the_baked_image(exports, tmp_path)
                 top.append(colour.tolist())
             elif centre.z < -0.05:
                 bottom.append(colour.tolist())
-        print("RESULT" + json.dumps({
-            "objects": len(bpy.data.objects), "meshes": len(meshes),
-            "min": points.min(axis=0).tolist(), "max": points.max(axis=0).tolist(),
-            "image_nodes": len(nodes), "packed": image.packed_file is not None, "size": [width, height],
-            "mean_pixel": pixels.mean(axis=(0, 1)).tolist(),
-            "top": np.mean(top, axis=0).tolist(), "bottom": np.mean(bottom, axis=0).tolist()}))
+        report.update(packed=image.packed_file is not None, size=[width, height],
+                      pixels_sha256=hashlib.sha256(np.round(pixels * 255).astype(np.uint8).tobytes()).hexdigest(),
+                      top=np.mean(top, axis=0).tolist(), bottom=np.mean(bottom, axis=0).tolist())
+        report["obj"] = imported(bpy.ops.wm.obj_import, sys.argv[2])[2]
+        print("RESULT" + json.dumps(report))
         """)
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender"), XDG_CACHE_HOME=str(tmp_path / "cache"))
-    done = subprocess.run([sys.executable, "-c", script, str(exported.result.glb)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", script, str(exported.result.glb), str(exported.result.obj)],
+                          env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads(next(line[6:] for line in done.stdout.splitlines() if line.startswith("RESULT")))
-    assert (report["objects"], report["meshes"], report["image_nodes"]) == (1, 1, 1)
-    np.testing.assert_allclose([report["min"], report["max"]], exported.shape.bounds(), atol=0.01)
+    for imported in (report, report["obj"]):
+        assert (imported["objects"], imported["meshes"], imported["image_nodes"]) == (1, 1, 1)
+        np.testing.assert_allclose([imported["min"], imported["max"]], exported.shape.bounds(), atol=0.01)
     assert report["packed"] and report["size"] == [TEST_EXPORT.texture_size] * 2
-    png = np.asarray(Image.open(exported.result.texture).convert("RGB"), dtype=np.float64) / 255.0
-    # An 8-bit image's `pixels` are its stored (sRGB-encoded) bytes / 255, as in the PNG.
-    np.testing.assert_allclose(report["mean_pixel"], png.mean(axis=(0, 1)), atol=0.01)
+    # An 8-bit image's `pixels` are its stored bytes / 255: the same bytes as texture.png.
+    png = np.asarray(Image.open(exported.result.texture).convert("RGB"))
+    assert report["pixels_sha256"] == hashlib.sha256(png.tobytes()).hexdigest()
     np.testing.assert_allclose(report["top"], TwoColourEllipsoid.RED, atol=0.05)
     np.testing.assert_allclose(report["bottom"], TwoColourEllipsoid.BLUE, atol=0.05)
 
 
-def test_a_small_object_keeps_its_few_faces(tmp_path):
+def test_a_small_object_keeps_its_few_faces_at_a_given_threshold(tmp_path):
     resolution = 48
-    result = export_mesh(Sphere(radius=0.1), tmp_path / "mesh", bound=BOUND, resolution=resolution, texture_size=64)
+    result = export_mesh(Sphere(radius=0.1), tmp_path / "mesh", bound=BOUND, resolution=resolution, threshold=10.0,
+                         texture_size=64)
+    assert result.threshold == 10.0
     voxel = 2 * BOUND / (resolution - 1)
     np.testing.assert_allclose(np.ptp(read_glb(result.glb).bounds, axis=0), 0.2, atol=voxel)
     assert 100 < result.faces < 1000
@@ -254,6 +262,19 @@ def test_field_without_surface_is_empty_geometry_and_writes_nothing(tmp_path, fi
     assert caught.value.kind == "empty_geometry"
     assert advice in caught.value.message
     assert not out.exists()
+
+
+class DivergedSphere(Sphere):
+    """A field whose training blew up: NaN density in part of the box."""
+
+    def density(self, points: torch.Tensor) -> torch.Tensor:
+        return torch.where(points[:, 0] > 0.5, torch.nan, super().density(points))
+
+
+def test_non_finite_density_is_reported_and_writes_nothing(tmp_path):
+    with pytest.raises(NonFinite, match="earlier checkpoint"):
+        export_mesh(DivergedSphere(), tmp_path / "mesh", bound=BOUND, resolution=32)
+    assert not (tmp_path / "mesh").exists()
 
 
 @pytest.mark.parametrize("setting, value", [("texture_size", 10), ("threshold", -1.0), ("max_faces", 5)])
@@ -311,6 +332,22 @@ def test_floaters_under_the_area_share_are_dropped():
     kept = drop_floaters(both.copy(), min_component_fraction=0.05)
     assert len(kept.faces) == len(body.faces) and kept.bounds[1][0] == pytest.approx(0.6)
     assert len(drop_floaters(both.copy(), min_component_fraction=0.02).faces) == len(both.faces)
+
+
+def test_taubin_smoothing_removes_noise_without_shrinking():
+    sphere = Sphere(radius=0.6, center=(0.0, 0.0, 0.0))
+    grid = density_grid(sphere, BOUND, 64)
+    noisy = extract_surface(grid, 25.0, BOUND)
+    noisy.vertices = noisy.vertices * (1.0 + np.random.default_rng(0).normal(0.0, 0.01, (len(noisy.vertices), 1)))
+    settings = dict(min_component_fraction=0.05, max_faces=100_000)
+    rough = clean_up(noisy.copy(), grid, BOUND, smooth_iterations=0, **settings)
+    smooth = clean_up(noisy.copy(), grid, BOUND, smooth_iterations=10, **settings)
+
+    def radial_error(mesh: trimesh.Trimesh) -> float:
+        return float(np.abs(np.linalg.norm(mesh.vertices, axis=1) - 0.6).mean())
+
+    assert radial_error(smooth) < 0.5 * radial_error(rough)
+    assert smooth.volume == pytest.approx(4 / 3 * math.pi * 0.6 ** 3, rel=0.02)
 
 
 def test_inverted_and_open_pieces_are_turned_outward():

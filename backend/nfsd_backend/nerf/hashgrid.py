@@ -19,11 +19,10 @@ from dataclasses import dataclass
 import torch
 
 from ..doctor import check_tinycudann
-from ..errors import CudaUnavailable
+from .backends import accelerator_status, choose_backend
 
 # Instant-NGP's spatial hash: x * 1 XOR y * 2654435761 XOR z * 805459861, modulo the table size.
 HASH_PRIMES = (1, 2654435761, 805459861)
-ENCODING_BACKENDS = ("auto", "torch", "tcnn")
 
 
 @dataclass
@@ -128,8 +127,8 @@ class TorchHashGrid(torch.nn.Module):
         # One bag of 8 weighted rows per (level, point).
         rows = rows.transpose(1, 2).reshape(-1, 8)
         weights = weights.transpose(1, 2).reshape(-1, 8)
-        blended = _BlendRows.apply(self.table, rows, weights).reshape(levels, n, -1)  # [L,N,F]
-        return blended.permute(1, 0, 2).reshape(n, -1)
+        blended = _BlendRows.apply(self.table, rows, weights).reshape(levels, n, self.config.features_per_level)
+        return blended.permute(1, 0, 2).reshape(n, self.config.output_dim)
 
 
 class _BlendRows(torch.autograd.Function):
@@ -181,24 +180,10 @@ class TcnnHashGrid(torch.nn.Module):
         return self.encoding(unit).float()  # tinycudann computes in half precision
 
 
-def choose_encoding_backend(requested: str, device: torch.device | str, tcnn_status: str) -> str:
-    """'tcnn' or 'torch'. `tcnn_status` is `doctor.check_tinycudann()`: 'ok' or why not."""
-    if requested not in ENCODING_BACKENDS:
-        raise ValueError(f"unknown encoding backend {requested!r}; choose one of {ENCODING_BACKENDS}")
-    usable = torch.device(device).type == "cuda" and tcnn_status == "ok"
-    if requested == "tcnn" and not usable:
-        reason = tcnn_status if tcnn_status != "ok" else "the field is not on a CUDA device"
-        raise CudaUnavailable(f"the tinycudann encoding was requested but cannot be used ({reason}); "
-                              "set the encoding backend to auto or torch.")
-    if requested == "torch" or not usable:
-        return "torch"
-    return "tcnn"
-
-
 def make_encoding(config: HashGridConfig, bound: float, device: torch.device | str = "cpu",
                   generator: torch.Generator | None = None) -> torch.nn.Module:
-    """The encoding for `device`: tinycudann when it works there (see `choose_encoding_backend`)."""
-    status = check_tinycudann() if torch.device(device).type == "cuda" else "no CUDA device"
-    if choose_encoding_backend(config.backend, device, status) == "tcnn":
+    """The encoding for `device`: tinycudann when it works there (see `backends.choose_backend`)."""
+    status = accelerator_status(check_tinycudann, device)
+    if choose_backend(config.backend, "tcnn", device, status) == "tcnn":
         return TcnnHashGrid(config, bound).to(device)
     return TorchHashGrid(config, bound, generator=generator).to(device)

@@ -99,7 +99,9 @@ def install_steps(base_python: str, venv_dir: Path, backend_source: Path, torch:
     python = str(venv_python(venv_dir, platform))
     # A venv that borrows the base's packages borrows its pip and setuptools too: a venv's own
     # bundled setuptools would shadow the base's and may be too old to build without `wheel`.
-    venv = [base_python, "-m", "venv"] + (["--system-site-packages", "--without-pip"] if site_packages == "system" else [])
+    venv = [base_python, "-m", "venv"]
+    if site_packages == "system":
+        venv += ["--system-site-packages", "--without-pip"]
     steps = [Step("Creating the virtual environment", venv + [str(venv_dir)])]
     if site_packages == "system":
         steps.append(Step("Linking the base interpreter's packages",

@@ -26,7 +26,11 @@ class NFSD_PT_main(bpy.types.Panel):
         state = job_state(context)
 
         problem = backend_problem(preferences(context))
-        if problem:
+        if state.install_state == "running":
+            box = layout.box()
+            box.label(text="Installing the backend...", icon="TIME")
+            box.label(text=state.install_message)
+        elif problem:
             box = layout.box()
             box.label(text=problem, icon="ERROR")
             box.operator("nfsd.install_backend", icon="IMPORT")
@@ -47,36 +51,39 @@ class NFSD_PT_main(bpy.types.Panel):
         row.operator("nfsd.randomize_seed", text="", icon="FILE_REFRESH")
 
         if state.state in ACTIVE:
-            self.draw_progress(layout, state)
+            draw_progress(layout, state)
         else:
             layout.operator("nfsd.generate", icon="PLAY")
         if state.state == FAILED:
-            self.draw_error(layout, state)
+            draw_error(layout, state)
 
         row = layout.row(align=True)
         row.operator("nfsd.open_run_folder", text="", icon="FILE_FOLDER")
         row.operator("nfsd.import_result", icon="IMPORT")
         row.operator("nfsd.reexport", icon="MESH_DATA")
 
-    @staticmethod
-    def draw_progress(layout: bpy.types.UILayout, state: NFSD_JobState) -> None:
-        layout.progress(factor=state.progress, type="BAR", text=state.progress_text)
-        layout.label(text=state.message, icon="TIME")
-        row = layout.row(align=True)
-        row.operator("nfsd.cancel", icon="CANCEL")
-        row.operator("nfsd.stop_and_import", icon="IMPORT")
-        image = bpy.data.images.get(state.preview_image) if state.preview_image else None
-        if image is not None and image.preview is not None:
-            layout.template_icon(icon_value=image.preview.icon_id, scale=PREVIEW_SCALE)
 
-    @staticmethod
-    def draw_error(layout: bpy.types.UILayout, state: NFSD_JobState) -> None:
-        box = layout.box()
-        box.label(text=state.error_message, icon="ERROR")
-        for line in state.error_log.splitlines():
-            box.label(text=line)
-        if state.fix_operator:
-            box.operator(state.fix_operator, text=state.fix_label)
+
+def draw_progress(layout: bpy.types.UILayout, state: NFSD_JobState) -> None:
+    """Progress bar (step / total, speed, time left), the stage, the stop buttons, the preview."""
+    layout.progress(factor=state.progress, type="BAR", text=state.progress_text)
+    layout.label(text=state.message, icon="TIME")
+    row = layout.row(align=True)
+    row.operator("nfsd.cancel", icon="CANCEL")
+    row.operator("nfsd.stop_and_import", icon="IMPORT")
+    image = bpy.data.images.get(state.preview_image) if state.preview_image else None
+    if image is not None and image.preview is not None:
+        layout.template_icon(icon_value=image.preview.icon_id, scale=PREVIEW_SCALE)
+
+
+def draw_error(layout: bpy.types.UILayout, state: NFSD_JobState) -> None:
+    """The error in one line, the end of the backend's log after a crash, the fix button."""
+    box = layout.box()
+    box.label(text=state.error_message, icon="ERROR")
+    for line in state.error_log.splitlines():
+        box.label(text=line)
+    if state.fix_operator:
+        box.operator(state.fix_operator, text=state.fix_label)
 
 
 class NFSD_PT_advanced(bpy.types.Panel):

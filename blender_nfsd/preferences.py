@@ -54,7 +54,8 @@ class NFSD_AddonPreferences(bpy.types.AddonPreferences):
         row.operator("nfsd.check_backend", icon="CHECKMARK")
         if state.install_state != "idle":
             box = layout.box()
-            box.label(text=f"Install: {state.install_state}", icon="ERROR" if state.install_state == "failed" else "INFO")
+            box.label(text=f"Install: {state.install_state}",
+                      icon="ERROR" if state.install_state == "failed" else "INFO")
             box.label(text=state.install_message)
         if state.doctor_text:
             box = layout.box()
@@ -63,7 +64,8 @@ class NFSD_AddonPreferences(bpy.types.AddonPreferences):
 
 
 def preferences(context: bpy.types.Context) -> NFSD_AddonPreferences:
-    return present(context.preferences, "preferences").addons[__package__].preferences  # type: ignore[index,return-value]
+    addons = present(context.preferences, "preferences").addons
+    return addons[__package__].preferences  # type: ignore[index,return-value]
 
 
 def user_dir() -> Path:

@@ -91,14 +91,25 @@ def _drain_job(state: NFSD_JobState, job: Job) -> None:
     status = job.status
     if status.state == DONE and not current.job_imported:
         current.job_imported = True
-        settings = scene_settings(bpy.context)
-        settings.last_run_dir = str(job.run_dir)
-        settings.last_mesh = status.mesh_path
-        # The second argument asks for an undo push: an operator called from a script gets none.
-        bpy.ops.nfsd.import_result("EXEC_DEFAULT", True)  # type: ignore[attr-defined]
+        import_finished(job)
     if status.state == FAILED and not current.job_reported:
         current.job_reported = True
         report_error(status.error_message, state.fix_operator, state.fix_label)
+
+
+def import_finished(job: Job) -> None:
+    """Import a finished job's mesh into the current scene, as one undo step."""
+    settings = scene_settings(bpy.context)
+    settings.last_run_dir = str(job.run_dir)
+    settings.last_mesh = job.status.mesh_path
+    if not Path(job.status.mesh_path).is_file():
+        report_error(f"The backend finished, but its mesh {job.status.mesh_path} is missing.", "", "")
+        return
+    try:
+        # The second argument asks for an undo push: an operator called from a script gets none.
+        bpy.ops.nfsd.import_result("EXEC_DEFAULT", True)  # type: ignore[attr-defined]
+    except RuntimeError as exc:  # the operator's error report, e.g. an unreadable file
+        report_error(str(exc).strip(), "", "")
 
 
 def _mirror_job(state: NFSD_JobState, job: Job) -> None:

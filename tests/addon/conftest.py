@@ -34,6 +34,20 @@ def drive_until(condition: Callable[[], bool], tick: Callable[[], Any], what: st
         time.sleep(0.02)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (a reaped child does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def alive() -> Callable[[int], bool]:
+    return process_alive
+
+
 @pytest.fixture
 def drive() -> Callable[[Callable[[], bool], Callable[[], Any], str], None]:
     return drive_until

@@ -5,7 +5,6 @@ backend. Timers do not run in Blender-as-a-module, so the tests call the timer's
 
 from __future__ import annotations
 
-import os
 import stat
 import sys
 from pathlib import Path
@@ -13,14 +12,6 @@ from pathlib import Path
 import pytest
 
 LONG_RUN = 100_000  # steps: a run that only ends when it is told to
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def settings(addon):
@@ -59,13 +50,14 @@ def test_installed_extension_registers_everything(addon):
     assert {p.bl_category for p in panels.CLASSES} == {"NFSD"}
     assert bpy.app.timers.is_registered(addon.module("runtime").timer)
     scene = settings(addon)
-    assert (scene.prompt, scene.method, scene.guidance_scale, scene.preset, scene.steps) == ("", "nfsd", 7.5, "standard", 0)
+    assert (scene.prompt, scene.method, scene.guidance_scale, scene.preset, scene.steps) == (
+        "", "nfsd", 7.5, "standard", 0)
     assert job_state(addon).state == "idle"
     scene.method = "sds"
     assert scene.guidance_scale == 100.0  # the method's paper default comes with it
 
 
-def test_generate_shows_progress_and_imports_the_result(addon, drive):
+def test_generate_shows_progress_and_imports_the_result(addon, drive, alive):
     bpy = addon.bpy
     bpy.context.scene.cursor.location = (1.0, 2.0, 3.0)
     before = set(bpy.data.objects)
@@ -125,7 +117,7 @@ def test_import_is_one_undo_step(addon, drive):
     assert "an undo test" not in bpy.data.objects and "an undo test" not in bpy.data.collections
 
 
-def test_cancel_mid_run(addon, drive):
+def test_cancel_mid_run(addon, drive, alive):
     bpy = addon.bpy
     before = set(bpy.data.objects)
     generate(addon, "a long run", steps=LONG_RUN)
@@ -187,8 +179,9 @@ def test_a_crash_is_reported_with_the_end_of_its_log(addon, drive, monkeypatch):
     drain_until(addon, drive, lambda: finished(addon), "the crash")
     state = job_state(addon)
     assert state.state == "failed" and state.fix_operator == ""
-    assert state.error_message == "The backend stopped without a result (exit code 1): RuntimeError: fake backend crashed"
-    assert state.error_log.splitlines()[-2:] == ["Traceback (most recent call last):", "RuntimeError: fake backend crashed"]
+    crash = "RuntimeError: fake backend crashed"
+    assert state.error_message == f"The backend stopped without a result (exit code 1): {crash}"
+    assert state.error_log.splitlines()[-2:] == ["Traceback (most recent call last):", crash]
 
 
 def test_a_missing_backend_disables_generate_with_the_reason(addon, tmp_path):
@@ -216,7 +209,8 @@ def test_a_backend_that_cannot_start_is_a_one_line_error_with_a_fix(addon, tmp_p
     assert str(error.value) == (f"Error: Cannot start the backend {python}: Permission denied. "
                                 "Install the backend or choose another interpreter.\n")
     state = job_state(addon)
-    assert state.state == "failed" and (state.fix_operator, state.fix_label) == ("nfsd.install_backend", "Install Backend")
+    assert state.state == "failed"
+    assert (state.fix_operator, state.fix_label) == ("nfsd.install_backend", "Install Backend")
     assert not addon.module("runtime").job_active()
 
 
@@ -249,19 +243,20 @@ def test_install_backend_for_real_then_check_it(addon, drive, monkeypatch):
 
     import torch
 
-    assert state.doctor_text.splitlines()[0] == f"Python {platform.python_version()}, torch {torch.__version__} (CPU build)"
+    first_line = f"Python {platform.python_version()}, torch {torch.__version__} (CPU build)"
+    assert state.doctor_text.splitlines()[0] == first_line
     assert state.doctor_text.splitlines()[-1] == "Model tiny-random: built in"
     venv_python = addon.module("preferences").backend_python(prefs)
     assert venv_python.is_file() and venv_python.parent.parent.name == "venv"
     import subprocess
 
     located = subprocess.run([str(venv_python), "-c", "import nfsd_backend; print(nfsd_backend.__file__)"],
-                             capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+                             capture_output=True, text=True)
     assert Path(located.stdout.strip()).is_relative_to(venv_python.parent.parent)
     assert bpy.ops.nfsd.generate.poll()  # the backend is found without setting an interpreter
 
 
-def test_disable_and_uninstall_end_the_backend(addon, drive):
+def test_disable_and_uninstall_end_the_backend(addon, drive, alive):
     bpy = addon.bpy
     classes = (*addon.module("operators").CLASSES, *addon.module("panels").CLASSES)
     runtime = addon.module("runtime")
@@ -281,3 +276,119 @@ def test_disable_and_uninstall_end_the_backend(addon, drive):
             runtime = addon.module("runtime")
             bpy.context.preferences.addons[addon.package].preferences.backend_python = sys.executable
     assert not addon.installed()
+
+
+class RecordingLayout:
+    """Stands in for a UILayout, which only exists while Blender's UI draws (never in the bpy
+    module): each call is checked against UILayout's RNA definition (function, keyword names,
+    icon names) and recorded."""
+
+    def __init__(self, bpy, calls: list):
+        object.__setattr__(self, "_bpy", bpy)
+        object.__setattr__(self, "calls", calls)
+
+    def __setattr__(self, name, value):
+        assert name in self._bpy.types.UILayout.bl_rna.properties, f"UILayout has no property {name}"
+
+    def __getattr__(self, name):
+        functions = self._bpy.types.UILayout.bl_rna.functions
+        assert name in functions, f"UILayout has no function {name}"
+        parameters = functions[name].parameters
+
+        def call(*args, **kwargs):
+            assert set(kwargs) <= set(parameters.keys()), f"{name}() has no {set(kwargs) - set(parameters.keys())}"
+            if "icon" in kwargs:
+                assert kwargs["icon"] in parameters["icon"].enum_items.keys(), f"no icon {kwargs['icon']}"
+            self.calls.append((name, args, kwargs))
+            return RecordingLayout(self._bpy, self.calls)
+        return call
+
+
+class DrawSelf:
+    """`self` for a draw method: a recording layout, everything else from `target`."""
+
+    def __init__(self, layout, target=None):
+        self.layout, self._target = layout, target
+
+    def __getattr__(self, name):
+        return getattr(self._target, name)
+
+
+def draw(addon, draw_function, target=None) -> list:
+    calls: list = []
+    draw_function(DrawSelf(RecordingLayout(addon.bpy, calls), target), addon.bpy.context)
+    bpy = addon.bpy
+    for name, args, kwargs in calls:
+        if name == "prop":
+            data, prop = args
+            assert prop in data.bl_rna.properties, f"{prop} is not a property of {data}"
+        if name == "operator":
+            namespace, op = args[0].split(".")
+            assert namespace == "nfsd" and getattr(bpy.types, f"NFSD_OT_{op}").is_registered, args[0]
+    return calls
+
+
+def drawn(calls, kind: str) -> list:
+    return [args[1] if kind == "prop" else args[0] if args else kwargs.get("text")
+            for name, args, kwargs in calls if name == kind]
+
+
+def test_panels_and_preferences_draw_what_exists(addon, tmp_path):
+    bpy = addon.bpy
+    panels = addon.module("panels")
+    prefs = bpy.context.preferences.addons[addon.package].preferences
+    state = job_state(addon)
+    state.state, state.install_state, state.doctor_text = "idle", "idle", "Python 3.11\nGPU: none"
+    settings(addon).method = "sds"
+
+    idle = draw(addon, panels.NFSD_PT_main.draw)
+    assert drawn(idle, "prop") == ["prompt", "method", "guidance_scale", "preset", "steps", "seed"]
+    assert drawn(idle, "operator") == ["nfsd.randomize_seed", "nfsd.generate", "nfsd.open_run_folder",
+                                       "nfsd.import_result", "nfsd.reexport"]
+
+    settings(addon).method = "nfsd"
+    settings(addon).guidance_scale = 12.0
+    prefs.backend_python = str(tmp_path / "missing")
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), (0, 255, 0)).save(tmp_path / "preview.png")
+    image = addon.module("runtime").show_preview(tmp_path / "preview.png")
+    state.state, state.preview_image, state.progress_text = "running", image.name, "Step 3 / 9"
+    running = draw(addon, panels.NFSD_PT_main.draw)
+    assert drawn(running, "operator")[:1] == ["nfsd.install_backend"]
+    assert "negative_prompt" in drawn(running, "prop") and "default 7.5" in drawn(running, "label")
+    assert {"nfsd.cancel", "nfsd.stop_and_import"} <= set(drawn(running, "operator"))
+    assert [kwargs["text"] for name, args, kwargs in running if name == "progress"] == ["Step 3 / 9"]
+    assert [name for name, args, kwargs in running if name == "template_icon"] == ["template_icon"]
+
+    state.state, state.error_message, state.error_log = "failed", "Out of memory", "line 1\nline 2"
+    state.fix_operator, state.fix_label = "nfsd.lower_memory", "Use Low-VRAM Settings"
+    failed = draw(addon, panels.NFSD_PT_main.draw)
+    assert {"Out of memory", "line 1", "line 2"} <= set(drawn(failed, "label"))
+    assert "nfsd.lower_memory" in drawn(failed, "operator")
+
+    settings(addon).timestep_range = "custom"
+    advanced = draw(addon, panels.NFSD_PT_advanced.draw)
+    assert drawn(advanced, "prop") == ["render_schedule", "timestep_range", "t_min", "t_max", "mesh_resolution",
+                                       "texture_size", "low_vram"]
+    preferences = draw(addon, type(prefs).draw, prefs)
+    assert drawn(preferences, "prop") == ["backend_python", "model", "device", "precision", "output_folder"]
+    assert drawn(preferences, "operator") == ["nfsd.install_backend", "nfsd.check_backend"]
+    assert {"Python 3.11", "GPU: none"} <= set(drawn(preferences, "label"))
+
+
+def test_a_job_survives_opening_another_file(addon, drive, tmp_path):
+    bpy = addon.bpy
+    blend = tmp_path / "other.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
+    generate(addon, "keeps running", steps=LONG_RUN)
+    drain_until(addon, drive, lambda: job_state(addon).step >= 1, "a step")
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    runtime = addon.module("runtime")
+    assert bpy.app.timers.is_registered(runtime.timer) and runtime.job_active()
+    step = runtime.current.job.status.step
+    drain_until(addon, drive, lambda: job_state(addon).step > step, "more steps after the file changed")
+    assert job_state(addon).state == "running"
+    assert bpy.ops.nfsd.cancel() == {"FINISHED"}
+    drain_until(addon, drive, lambda: finished(addon), "the cancel")
+    assert job_state(addon).state == "cancelled"

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from blender_nfsd.doctor import DoctorOutputError, DoctorReport, GpuInfo, model_status, parse_doctor_output, summary_lines
+from blender_nfsd.doctor import (DoctorOutputError, DoctorReport, GpuInfo, model_status, parse_doctor_output,
+                                 summary_lines)
 from blender_nfsd.command import doctor_command
 
 

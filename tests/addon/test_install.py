@@ -140,8 +140,8 @@ def test_a_sequence_runs_its_steps_in_order_and_logs_them(tmp_path, drive):
 
 def test_a_failing_step_stops_the_sequence(tmp_path, drive):
     marker = tmp_path / "ran"
-    sequence = CommandSequence([Step("Creating", py("import sys; print('no space left', file=sys.stderr); sys.exit(4)")),
-                                Step("never", py(f"open({str(marker)!r}, 'w')"))],
+    fails = py("import sys; print('no space left', file=sys.stderr); sys.exit(4)")
+    sequence = CommandSequence([Step("Creating", fails), Step("never", py(f"open({str(marker)!r}, 'w')"))],
                                env=dict(os.environ), cwd=tmp_path, log_path=tmp_path / "l.log", merge_stderr=False)
     run_sequence(drive, sequence)
     assert sequence.state == "failed"

@@ -230,21 +230,14 @@ def test_shutdown_closes_stdin_and_the_backend_stops(tmp_path, drive):
     assert job.process is not None and job.process.returncode == 3
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def test_a_deaf_backend_and_its_children_are_killed(tmp_path, drive, monkeypatch):
+def test_a_deaf_backend_and_its_children_are_killed(tmp_path, drive, alive, monkeypatch):
     monkeypatch.setattr(process, "STOP_GRACE_S", 0.3)
     monkeypatch.setattr(process, "TERMINATE_GRACE_S", 0.3)
     job = script_job(tmp_path, EMIT + """
 import signal, subprocess
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+deaf = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+child = subprocess.Popen([sys.executable, "-c", deaf])
 emit("stage", name=str(child.pid), message="child started")
 sys.stdin.close()
 time.sleep(600)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from blender_nfsd.command import GenerateSettings
-from blender_nfsd.result import CONFIG_NAME, REQUEST_NAME, collection_name, generation_properties, read_json, run_properties
+from blender_nfsd.result import (CONFIG_NAME, REQUEST_NAME, collection_name, generation_properties, read_json,
+                                 run_properties)
 
 REQUEST = GenerateSettings(prompt="a ceramic lion", negative_prompt="blurry", method="sdi", guidance_scale=None,
                            steps=0, seed=5, model="toy-shapes").to_dict()

@@ -49,6 +49,9 @@ def can_start_job(cls: type[bpy.types.Operator], context: bpy.types.Context) -> 
     if runtime.job_active():
         cls.poll_message_set("A generation is running: cancel it or wait for it to finish.")
         return False
+    if runtime.installing():
+        cls.poll_message_set("The backend is being installed: wait for it to finish.")
+        return False
     problem = backend_problem(preferences(context))
     if problem:
         cls.poll_message_set(problem)
@@ -219,7 +222,7 @@ class NFSD_OT_install_backend(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if runtime.current.install is not None or runtime.job_active():
+        if runtime.installing() or runtime.job_active():
             cls.poll_message_set("Wait for the running install or generation to finish.")
             return False
         return True
@@ -235,7 +238,11 @@ class NFSD_OT_install_backend(bpy.types.Operator):
                                    "reinstall it from a zip made by build.py.")
             return {"CANCELLED"}
         folder = user_dir()
-        install.copy_source_tree(source, folder / "backend-src")
+        try:
+            install.copy_source_tree(source, folder / "backend-src")
+        except OSError as exc:
+            self.report({"ERROR"}, f"Cannot copy the backend into {folder}: {exc.strerror or exc}.")
+            return {"CANCELLED"}
         torch = install.choose_torch_build(install.detect_cuda() if self.dependencies == "install" else None,
                                            sys.platform)
         base_site_packages = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
@@ -267,8 +274,8 @@ class NFSD_OT_check_backend(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if runtime.current.check is not None:
-            cls.poll_message_set("The backend check is running.")
+        if runtime.current.check is not None or runtime.installing():
+            cls.poll_message_set("Wait for the running install or backend check to finish.")
             return False
         problem = backend_problem(preferences(context))
         if problem:

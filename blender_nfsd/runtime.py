@@ -49,6 +49,10 @@ def job_active() -> bool:
     return current.job is not None and current.job.active
 
 
+def installing() -> bool:
+    return current.install is not None
+
+
 def start_job(job: Job, env: dict[str, str]) -> bool:
     """Start `job` as the current job; False (and the job failed) when it could not start."""
     current.job, current.job_imported, current.job_reported = job, False, False
@@ -86,7 +90,10 @@ def drain() -> None:
 def _drain_job(state: NFSD_JobState, job: Job) -> None:
     for event in job.poll():
         if event.kind == "preview":
-            state.preview_image = show_preview(Path(event["path"])).name
+            try:
+                state.preview_image = show_preview(Path(event["path"])).name
+            except RuntimeError as exc:  # an unreadable preview only costs the picture
+                print(f"NFSD: cannot show the preview {event['path']}: {exc}")
     _mirror_job(state, job)
     status = job.status
     if status.state == DONE and not current.job_imported:

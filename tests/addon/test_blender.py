@@ -122,6 +122,8 @@ def test_cancel_mid_run(addon, drive, alive):
     before = set(bpy.data.objects)
     generate(addon, "a long run", steps=LONG_RUN)
     drain_until(addon, drive, lambda: job_state(addon).step >= 2, "two steps")
+    with pytest.raises(RuntimeError, match="A generation is running: cancel it or wait for it to finish."):
+        bpy.ops.nfsd.generate()  # one job at a time
     assert bpy.ops.nfsd.cancel() == {"FINISHED"}
     drain_until(addon, drive, lambda: finished(addon), "the cancel")
     state = job_state(addon)

@@ -105,6 +105,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 # name -> (module, help); each module has add_arguments(parser) and run(args, events) -> exit code.
 COMMANDS = {
+    "image": ("nfsd_backend.image2d", "2-D distillation of one image: a quick look at a prompt and method"),
     "doctor": ("nfsd_backend.doctor", "check torch, CUDA, accelerators and cached models"),
 }
 

@@ -294,18 +294,18 @@ class VolumeRenderer(torch.nn.Module):
         rays_per_image = height * width
         n_rays = batch * rays_per_image
 
+        solid_colors = None  # a random colour per image when the background is drawn, else solid_color
         if generator is None:
             if "random" in (shading, background):
                 raise ValueError("random shading or background needs a generator")
             jitter = torch.full((n_rays, config.samples_per_ray), 0.5)
             light_directions = cameras.positions.cpu()
             light_distances = torch.full((batch,), config.light_distance[1])
-            colors = torch.tensor(solid_color).expand(batch, 3)
         else:
             # Always the same draws in the same order, whatever is chosen: the stream a seed
             # gives does not depend on the settings.
             choice = torch.rand(2, generator=generator)
-            colors = torch.rand(batch, 3, generator=generator)
+            random_colors = torch.rand(batch, 3, generator=generator)
             light_directions = cameras.positions.cpu() + \
                 config.light_jitter * torch.randn(batch, 3, generator=generator)
             low, high = config.light_distance
@@ -317,6 +317,9 @@ class VolumeRenderer(torch.nn.Module):
                 shading = SHADINGS[int((choice[0] >= cumulative).sum())]
             if background == "random":
                 background = "solid" if choice[1] < config.solid_background_probability else "environment"
+                solid_colors = random_colors
+        if solid_colors is None:
+            solid_colors = torch.tensor(solid_color, dtype=torch.float32).expand(batch, 3)
         if shading not in SHADINGS:
             raise ValueError(f"unknown shading {shading!r}; choose one of {SHADINGS}")
         if background not in BACKGROUNDS:
@@ -344,7 +347,7 @@ class VolumeRenderer(torch.nn.Module):
         if background == "environment":
             behind = self.background(directions)
         else:
-            behind = colors.to(device).repeat_interleave(rays_per_image, dim=0)
+            behind = solid_colors.to(device).repeat_interleave(rays_per_image, dim=0)
         rgb = rgb + (1.0 - opacity)[:, None] * behind
         image = (batch, height, width)
         return RenderOutput(rgb=rgb.reshape(*image, 3), opacity=opacity.reshape(image),

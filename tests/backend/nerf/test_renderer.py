@@ -87,6 +87,16 @@ def test_rays_missing_the_box_return_the_background_exactly(analytic_field):
     assert torch.equal(solid.rgb, torch.tensor([0.2, 0.4, 0.6]).expand(2, 8, 8, 3))
     assert torch.equal(solid.opacity, torch.zeros(2, 8, 8)) and field.queried_points == 0
 
+    # With a generator (training), a named solid colour is still that colour ...
+    trained = renderer.render(field, cameras, 8, 8, generator=torch.Generator().manual_seed(0),
+                              shading="albedo", background="solid", solid_color=(0.2, 0.4, 0.6))
+    assert torch.equal(trained.rgb, solid.rgb)
+    # ... and a drawn solid background is a random colour per image.
+    renderer.config.solid_background_probability = 1.0
+    drawn = renderer.render(field, cameras, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert drawn.background == "solid" and not torch.equal(drawn.rgb[0, 0, 0], drawn.rgb[1, 0, 0])
+    assert torch.equal(drawn.rgb, drawn.rgb[:, :1, :1].expand(2, 8, 8, 3))
+
     environment = renderer.render(field, cameras, 8, 8, shading="diffuse", background="environment")
     _, directions = generate_rays(cameras, 8, 8)
     with torch.no_grad():

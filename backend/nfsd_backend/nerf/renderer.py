@@ -21,6 +21,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from ..doctor import check_nerfacc
+from ..errors import BadConfig
 from .backends import accelerator_status, choose_backend
 from .cameras import Cameras, generate_rays
 from .field import EnvironmentBackground
@@ -55,17 +56,19 @@ class RenderConfig:
 
 
 def validate_render_config(config: RenderConfig) -> None:
-    """Raise ValueError on settings the renderer cannot use."""
+    """Refuse settings the renderer cannot use, with a message that names the setting."""
     if config.samples_per_ray < 1 or config.chunk_rays < 1:
-        raise ValueError("samples_per_ray and chunk_rays must be at least 1")
+        raise BadConfig("samples_per_ray and chunk_rays must be at least 1.")
     if config.occupancy_resolution < 1 or config.occupancy_update_every < 1 or \
             config.occupancy_samples_per_cell < 1 or config.occupancy_dilation < 0:
-        raise ValueError("occupancy resolution, update interval and samples per cell must be >= 1, dilation >= 0")
+        raise BadConfig("occupancy_resolution, occupancy_update_every and occupancy_samples_per_cell "
+                        "must be at least 1, and occupancy_dilation at least 0.")
     probabilities = (config.albedo_probability, config.diffuse_probability, config.textureless_probability)
     if min(probabilities) < 0 or not math.isclose(sum(probabilities), 1.0, abs_tol=1e-6):
-        raise ValueError(f"the shading probabilities must be >= 0 and sum to 1, got {probabilities}")
+        raise BadConfig("albedo_probability, diffuse_probability and textureless_probability must be "
+                        f">= 0 and sum to 1, got {probabilities}.")
     if not 0.0 <= config.solid_background_probability <= 1.0 or not 0.0 <= config.ambient <= 1.0:
-        raise ValueError("solid_background_probability and ambient must lie in [0, 1]")
+        raise BadConfig("solid_background_probability and ambient must lie in [0, 1].")
 
 
 class RenderableField(Protocol):
@@ -95,12 +98,15 @@ def ray_box_intersection(origins: torch.Tensor, directions: torch.Tensor,
 class OccupancyGrid(torch.nn.Module):
     """Which cells of a resolution^3 grid over the box may hold density above a threshold.
 
-    Each update samples the density at every cell's centre and at random points in it, keeps
-    `max(decay * previous, new max)` per cell, marks the cells above the threshold occupied and
-    dilates the mask by `dilation` cells. It errs towards keeping: with dilation 1, every cell
-    that touches a region above the threshold is kept whenever that region contains a ball of
-    radius sqrt(3)/2 cells around any of its points' inward neighbours - i.e. unless it is thinner
-    than about a cell - because some cell centre within one cell of it then lies inside.
+    Each update samples the density at every cell's centre (and, if asked, at random points in
+    it), keeps `max(decay * previous, new max)` per cell, marks the cells above the threshold
+    occupied and dilates that mask by `dilation` cells. It errs towards keeping. Why dilation 1
+    suffices: let a cell C contain a point p of a region where the density exceeds the
+    threshold, and let the region also contain the ball of radius sqrt(3)/2 cells around the
+    point q found by stepping sqrt(3)/2 cells from p inwards (true unless the region is thinner
+    than about two cells there). Then the centre of q's cell, at most sqrt(3)/2 cells from q, lies
+    in the region, so that cell is marked; and q is at most one cell from C along each axis, so
+    dilation keeps C. The tests check this on a ball.
     Before the first update every cell is occupied.
     """
 
@@ -289,7 +295,7 @@ class VolumeRenderer(torch.nn.Module):
         computed for diffuse and textureless shading).
         """
         config = self.config
-        device = cameras.c2w.device
+        device = self.occupancy.density.device  # the renderer's device; cameras may live on the CPU
         batch = len(cameras)
         rays_per_image = height * width
         n_rays = batch * rays_per_image
@@ -326,7 +332,7 @@ class VolumeRenderer(torch.nn.Module):
             raise ValueError(f"unknown background {background!r}; choose one of {BACKGROUNDS}")
         lights = torch.nn.functional.normalize(light_directions, dim=-1) * light_distances[:, None]
 
-        origins, directions = (t.reshape(-1, 3) for t in generate_rays(cameras, height, width))
+        origins, directions = (t.reshape(-1, 3).to(device) for t in generate_rays(cameras, height, width))
         near, far, hit = ray_box_intersection(origins, directions, self.bound)
         jitter = jitter.to(device)
         ray_lights = lights.to(device).repeat_interleave(rays_per_image, dim=0)

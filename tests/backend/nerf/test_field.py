@@ -5,6 +5,7 @@ import io
 import pytest
 import torch
 
+from nfsd_backend.errors import BadConfig
 from nfsd_backend.nerf.cameras import preview_cameras
 from nfsd_backend.nerf.field import EnvironmentBackground, FieldConfig, NerfField, density_normals
 from nfsd_backend.nerf.hashgrid import HashGridConfig
@@ -106,3 +107,10 @@ def test_state_dicts_restore_field_background_and_occupancy():
         a = renderer.render(field, cameras, 8, 8, shading="diffuse", background="environment")
         b = restored_renderer.render(restored_field, cameras, 8, 8, shading="diffuse", background="environment")
     assert torch.equal(a.rgb, b.rgb)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(BadConfig, match="density_activation 'relu'"):
+        small_field(density_activation="relu")
+    with pytest.raises(BadConfig, match="positive"):
+        small_field(blob_radius=0.0)

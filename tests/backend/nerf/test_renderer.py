@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from nfsd_backend.errors import BadConfig
 from nfsd_backend.nerf.cameras import Cameras, orbit_cameras, generate_rays
 from nfsd_backend.nerf.renderer import (OccupancyGrid, RenderConfig, TorchSampler, VolumeRenderer,
                                         make_sampler, ray_box_intersection, shade)
@@ -231,5 +232,11 @@ def test_sampler_choice_on_cpu_is_the_torch_sampler():
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="sum to 1"):
+    with pytest.raises(BadConfig, match="sum to 1"):
         VolumeRenderer(RenderConfig(albedo_probability=0.5))
+    with pytest.raises(BadConfig, match="samples_per_ray"):
+        VolumeRenderer(RenderConfig(samples_per_ray=0))
+    with pytest.raises(BadConfig, match="occupancy_dilation"):
+        VolumeRenderer(RenderConfig(occupancy_dilation=-1))
+    with pytest.raises(BadConfig, match="ambient"):
+        VolumeRenderer(RenderConfig(ambient=1.5))

@@ -253,6 +253,17 @@ class RenderOutput:
     background: str  # environment | solid
 
 
+@dataclass
+class _Draws:
+    """The random choices of one render (fixed values for previews)."""
+
+    shading: str
+    background: str
+    solid_colors: torch.Tensor  # [B,3] used when the background is solid
+    lights: torch.Tensor  # [B,3] point light positions
+    jitter: torch.Tensor  # [R,S] sample offsets within their steps
+
+
 class VolumeRenderer(torch.nn.Module):
     """Renders a field from `Cameras`; owns the occupancy grid and the learned background.
 
@@ -296,46 +307,14 @@ class VolumeRenderer(torch.nn.Module):
         """
         config = self.config
         device = self.occupancy.density.device  # the renderer's device; cameras may live on the CPU
-        batch = len(cameras)
         rays_per_image = height * width
-        n_rays = batch * rays_per_image
-
-        solid_colors = None  # a random colour per image when the background is drawn, else solid_color
-        if generator is None:
-            if "random" in (shading, background):
-                raise ValueError("random shading or background needs a generator")
-            jitter = torch.full((n_rays, config.samples_per_ray), 0.5)
-            light_directions = cameras.positions.cpu()
-            light_distances = torch.full((batch,), config.light_distance[1])
-        else:
-            # Always the same draws in the same order, whatever is chosen: the stream a seed
-            # gives does not depend on the settings.
-            choice = torch.rand(2, generator=generator)
-            random_colors = torch.rand(batch, 3, generator=generator)
-            light_directions = cameras.positions.cpu() + \
-                config.light_jitter * torch.randn(batch, 3, generator=generator)
-            low, high = config.light_distance
-            light_distances = low + (high - low) * torch.rand(batch, generator=generator)
-            jitter = torch.rand(n_rays, config.samples_per_ray, generator=generator)
-            if shading == "random":
-                cumulative = torch.tensor([config.albedo_probability,
-                                           config.albedo_probability + config.diffuse_probability])
-                shading = SHADINGS[int((choice[0] >= cumulative).sum())]
-            if background == "random":
-                background = "solid" if choice[1] < config.solid_background_probability else "environment"
-                solid_colors = random_colors
-        if solid_colors is None:
-            solid_colors = torch.tensor(solid_color, dtype=torch.float32).expand(batch, 3)
-        if shading not in SHADINGS:
-            raise ValueError(f"unknown shading {shading!r}; choose one of {SHADINGS}")
-        if background not in BACKGROUNDS:
-            raise ValueError(f"unknown background {background!r}; choose one of {BACKGROUNDS}")
-        lights = torch.nn.functional.normalize(light_directions, dim=-1) * light_distances[:, None]
+        draws = self._draw(cameras, rays_per_image, generator, shading, background, solid_color)
+        shading, background, n_rays = draws.shading, draws.background, len(cameras) * rays_per_image
 
         origins, directions = (t.reshape(-1, 3).to(device) for t in generate_rays(cameras, height, width))
         near, far, hit = ray_box_intersection(origins, directions, self.bound)
-        jitter = jitter.to(device)
-        ray_lights = lights.to(device).repeat_interleave(rays_per_image, dim=0)
+        jitter = draws.jitter.to(device)
+        ray_lights = draws.lights.to(device).repeat_interleave(rays_per_image, dim=0)
         with_normals = normals or shading != "albedo"
 
         chunk = config.chunk_rays
@@ -353,13 +332,49 @@ class VolumeRenderer(torch.nn.Module):
         if background == "environment":
             behind = self.background(directions)
         else:
-            behind = solid_colors.to(device).repeat_interleave(rays_per_image, dim=0)
+            behind = draws.solid_colors.to(device).repeat_interleave(rays_per_image, dim=0)
         rgb = rgb + (1.0 - opacity)[:, None] * behind
-        image = (batch, height, width)
+        image = (len(cameras), height, width)
         return RenderOutput(rgb=rgb.reshape(*image, 3), opacity=opacity.reshape(image),
                             depth=depth.reshape(image),
                             normal=normal.reshape(*image, 3) if with_normals else None,
                             shading=shading, background=background)
+
+    def _draw(self, cameras: Cameras, rays_per_image: int, generator: torch.Generator | None,
+              shading: str, background: str, solid_color: tuple[float, float, float]) -> _Draws:
+        """Everything random about one render, drawn up front (see `render`)."""
+        config = self.config
+        batch = len(cameras)
+        solid_colors = torch.tensor(solid_color, dtype=torch.float32).expand(batch, 3)
+        if generator is None:
+            if "random" in (shading, background):
+                raise ValueError("random shading or background needs a generator")
+            jitter = torch.full((batch * rays_per_image, config.samples_per_ray), 0.5)
+            light_directions = cameras.positions.cpu()
+            light_distances = torch.full((batch,), config.light_distance[1])
+        else:
+            # Always the same draws in the same order, whatever is chosen: the stream a seed
+            # gives does not depend on the settings.
+            choice = torch.rand(2, generator=generator)
+            random_colors = torch.rand(batch, 3, generator=generator)
+            light_directions = cameras.positions.cpu() + \
+                config.light_jitter * torch.randn(batch, 3, generator=generator)
+            low, high = config.light_distance
+            light_distances = low + (high - low) * torch.rand(batch, generator=generator)
+            jitter = torch.rand(batch * rays_per_image, config.samples_per_ray, generator=generator)
+            if shading == "random":
+                cumulative = torch.tensor([config.albedo_probability,
+                                           config.albedo_probability + config.diffuse_probability])
+                shading = SHADINGS[int((choice[0] >= cumulative).sum())]
+            if background == "random":
+                background = "solid" if choice[1] < config.solid_background_probability else "environment"
+                solid_colors = random_colors
+        if shading not in SHADINGS:
+            raise ValueError(f"unknown shading {shading!r}; choose one of {SHADINGS}")
+        if background not in BACKGROUNDS:
+            raise ValueError(f"unknown background {background!r}; choose one of {BACKGROUNDS}")
+        lights = torch.nn.functional.normalize(light_directions, dim=-1) * light_distances[:, None]
+        return _Draws(shading, background, solid_colors, lights, jitter)
 
     def _render_rays(self, field, origins, directions, near, far, hit, jitter, lights, shading, with_normals):
         """Foreground colour [R,3], opacity [R], depth [R] and normal [R,3] (zeros unless asked)."""

@@ -63,8 +63,9 @@ class NerfField(torch.nn.Module):
         if config.bound <= 0 or config.blob_radius <= 0 or config.normal_eps <= 0:
             raise BadConfig("bound, blob_radius and normal_eps must be positive.")
         self.encoding = make_encoding(config.encoding, config.bound, device=device, generator=generator)
-        self.mlp = _mlp(self.encoding.output_dim, config.mlp_width, config.mlp_depth, generator)
-        hidden = config.mlp_width if config.mlp_depth > 0 else self.encoding.output_dim
+        encoded = config.encoding.output_dim
+        self.mlp = _mlp(encoded, config.mlp_width, config.mlp_depth, generator)
+        hidden = config.mlp_width if config.mlp_depth > 0 else encoded
         self.density_head = _linear(hidden, 1, generator)
         self.albedo_head = _linear(hidden, 3, generator)
         self.to(device)

@@ -67,6 +67,10 @@ def _to_int32(value: int) -> int:
 class TorchHashGrid(torch.nn.Module):
     """The hash-grid encoding in plain PyTorch: [N,3] points in [-bound, bound]^3 -> [N, L*F]."""
 
+    resolutions: torch.Tensor  # [L] cells per axis (float, for scaling)
+    offsets: torch.Tensor  # [L] first table row of each level
+    multipliers: torch.Tensor  # [L,3] int32 per-axis multipliers: dense strides or hash primes
+
     def __init__(self, config: HashGridConfig, bound: float, generator: torch.Generator | None = None):
         super().__init__()
         self.config = config
@@ -92,10 +96,6 @@ class TorchHashGrid(torch.nn.Module):
         table = torch.empty(offsets[-1], config.features_per_level)
         table.uniform_(-config.init_scale, config.init_scale, generator=generator)
         self.table = torch.nn.Parameter(table)
-
-    @property
-    def output_dim(self) -> int:
-        return self.config.output_dim
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         # Layout [level, ..., point]: the point axis is innermost, so every elementwise op below
@@ -174,10 +174,6 @@ class TcnnHashGrid(torch.nn.Module):
             "otype": "HashGrid", "n_levels": config.levels, "n_features_per_level": config.features_per_level,
             "log2_hashmap_size": config.log2_table_size, "base_resolution": config.base_resolution,
             "per_level_scale": config.growth})
-
-    @property
-    def output_dim(self) -> int:
-        return self.config.output_dim
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         unit = ((points / self.bound + 1.0) / 2.0).clamp(0.0, 1.0)

@@ -110,6 +110,9 @@ class OccupancyGrid(torch.nn.Module):
     Before the first update every cell is occupied.
     """
 
+    density: torch.Tensor  # [R,R,R] buffer: the recorded (decayed max) density per cell
+    occupied: torch.Tensor  # [R,R,R] bool buffer: the cells samples are taken in
+
     def __init__(self, resolution: int, bound: float, threshold: float = 0.01, decay: float = 0.95,
                  samples_per_cell: int = 1, dilation: int = 1):
         super().__init__()
@@ -190,6 +193,7 @@ class TorchSampler:
     def weights(self, samples: RaySamples, sigmas: torch.Tensor, n_rays: int) -> torch.Tensor:
         """Compositing weights T_i * alpha_i [M]; culled samples count as empty space."""
         rays, slots = samples.ray_indices, samples.slots
+        assert slots is not None, "samples from TorchSampler.sample carry their slots"
         optical = sigmas.new_zeros(n_rays, self.samples_per_ray)
         optical = optical.index_put((rays, slots), sigmas * (samples.t_ends - samples.t_starts))
         before = torch.cumsum(optical, dim=1) - optical  # optical depth in front of each sample
@@ -235,6 +239,7 @@ def shade(albedo: torch.Tensor, normals: torch.Tensor | None, points: torch.Tens
     (on the albedo for 'diffuse', on white for 'textureless')."""
     if shading == "albedo":
         return albedo
+    assert normals is not None, "diffuse and textureless shading need normals"
     to_light = torch.nn.functional.normalize(lights - points, dim=-1)
     lambert = (normals * to_light).sum(dim=-1).clamp(min=0.0)
     base = albedo if shading == "diffuse" else torch.ones_like(albedo)

@@ -26,15 +26,20 @@ from nfsd_backend.nerf.hashgrid import HashGridConfig, TorchHashGrid
 from nfsd_backend.nerf.renderer import RenderConfig, VolumeRenderer
 
 
-def timed(fn, repeats: int) -> float:
-    """Median wall time of `repeats` calls, after one warm-up call."""
+def timed(fn, repeats: int) -> tuple[float, float]:
+    """Median wall time and median CPU time (all threads) of `repeats` calls, after a warm-up.
+
+    On a machine shared with other jobs the wall time grows with their load; the CPU time much
+    less, and divided by the thread count it estimates the wall time on an idle machine.
+    """
     fn()
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def bench_hash_grid(points: int, repeats: int) -> None:
@@ -46,8 +51,10 @@ def bench_hash_grid(points: int, repeats: int) -> None:
         grid.table.grad = None
         grid(x).square().sum().backward()
 
-    seconds = timed(step, repeats)
-    print(f"hash grid fwd+bwd: {points} points in {seconds:.3f} s = {points / seconds / 1e6:.2f} M points/s")
+    wall, cpu = timed(step, repeats)
+    idle = cpu / torch.get_num_threads()
+    print(f"hash grid fwd+bwd: {points} points in {wall:.2f} s wall, {cpu:.2f} s CPU "
+          f"= {points / idle / 1e6:.2f} M points/s on idle cores")
 
 
 def bench_render(size: int, shading: str, repeats: int) -> None:
@@ -56,18 +63,16 @@ def bench_render(size: int, shading: str, repeats: int) -> None:
     renderer = VolumeRenderer(RenderConfig(), generator=generator)
     renderer.update_occupancy(field, step=0, generator=generator)
     cameras = sample_cameras(1, CameraRanges(), generator)
-    samples = []
 
     def step():
         field.zero_grad()
         out = renderer.render(field, cameras, size, size, generator=generator, shading=shading,
                               background="environment")
         out.rgb.mean().backward()
-        samples.append(out)
 
-    seconds = timed(step, repeats)
+    wall, cpu = timed(step, repeats)
     occupied = renderer.occupancy.occupied.float().mean().item()
-    print(f"render+backward {size}x{size} {shading:>11}: {seconds:.2f} s "
+    print(f"render+backward {size}x{size} {shading:>11}: {wall:.2f} s wall, {cpu:.2f} s CPU "
           f"({RenderConfig().samples_per_ray} samples/ray, {occupied:.0%} of cells occupied)")
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import BadConfig
 from .hashgrid import HashGridConfig, make_encoding
 
 DENSITY_ACTIVATIONS = ("softplus", "exp")
@@ -57,11 +58,14 @@ class NerfField(torch.nn.Module):
         super().__init__()
         self.config = config = config or FieldConfig()
         if config.density_activation not in DENSITY_ACTIVATIONS:
-            raise ValueError(f"unknown density activation {config.density_activation!r}; "
-                             f"choose one of {DENSITY_ACTIVATIONS}")
+            raise BadConfig(f"unknown density_activation {config.density_activation!r}; "
+                            f"choose one of: {', '.join(DENSITY_ACTIVATIONS)}.")
+        if config.bound <= 0 or config.blob_radius <= 0 or config.normal_eps <= 0:
+            raise BadConfig("bound, blob_radius and normal_eps must be positive.")
         self.encoding = make_encoding(config.encoding, config.bound, device=device, generator=generator)
-        self.mlp = _mlp(self.encoding.output_dim, config.mlp_width, config.mlp_depth, generator)
-        hidden = config.mlp_width if config.mlp_depth > 0 else self.encoding.output_dim
+        encoded = config.encoding.output_dim
+        self.mlp = _mlp(encoded, config.mlp_width, config.mlp_depth, generator)
+        hidden = config.mlp_width if config.mlp_depth > 0 else encoded
         self.density_head = _linear(hidden, 1, generator)
         self.albedo_head = _linear(hidden, 3, generator)
         self.to(device)

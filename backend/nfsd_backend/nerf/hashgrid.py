@@ -67,6 +67,10 @@ def _to_int32(value: int) -> int:
 class TorchHashGrid(torch.nn.Module):
     """The hash-grid encoding in plain PyTorch: [N,3] points in [-bound, bound]^3 -> [N, L*F]."""
 
+    resolutions: torch.Tensor  # [L] cells per axis (float, for scaling)
+    offsets: torch.Tensor  # [L] first table row of each level
+    multipliers: torch.Tensor  # [L,3] int32 per-axis multipliers: dense strides or hash primes
+
     def __init__(self, config: HashGridConfig, bound: float, generator: torch.Generator | None = None):
         super().__init__()
         self.config = config
@@ -93,10 +97,6 @@ class TorchHashGrid(torch.nn.Module):
         table.uniform_(-config.init_scale, config.init_scale, generator=generator)
         self.table = torch.nn.Parameter(table)
 
-    @property
-    def output_dim(self) -> int:
-        return self.config.output_dim
-
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         # Layout [level, ..., point]: the point axis is innermost, so every elementwise op below
         # runs over long contiguous rows instead of the tiny corner axes.
@@ -116,7 +116,7 @@ class TorchHashGrid(torch.nn.Module):
         dense_rows = tx[:d] + ty[:d] + tz[:d]  # [L,2,2,2,N]: the vertex's place in the dense array
         hashed_rows = (tx[d:] ^ ty[d:] ^ tz[d:]) & (self.table_size - 1)
         rows = torch.cat([dense_rows, hashed_rows]).reshape(levels, 8, n)
-        # int64 rows: embedding_bag wants them, and CPU index_add is ~2x faster with them.
+        # int64 rows: what embedding_bag and bincount take.
         rows = rows.long() + self.offsets[:, None, None]
 
         axis_weights = torch.stack([1.0 - frac, frac], dim=2)  # [L,3,2,N]
@@ -135,7 +135,7 @@ class _BlendRows(torch.autograd.Function):
     """sum_c weights[b,c] * table[rows[b,c]] -> [B,F], with a hand-written backward.
 
     The forward is `embedding_bag`, one fused gather; its built-in backward (and that of
-    `embedding`) is 3-7x slower on CPU than the scatter below. No double backward: the field
+    `embedding`) is 5-10x slower on CPU than the weighted bincount below. No double backward: the field
     takes normals by finite differences (see field.py).
     """
 
@@ -149,8 +149,12 @@ class _BlendRows(torch.autograd.Function):
         table, rows, weights = ctx.saved_tensors
         grad_table = grad_weights = None
         if ctx.needs_input_grad[0]:
-            contributions = (grad[:, None, :] * weights[..., None]).reshape(-1, grad.shape[1])
-            grad_table = torch.zeros_like(table).index_add_(0, rows.reshape(-1), contributions)
+            # Per feature, a weighted bincount: ~1.7x faster on CPU than index_add / scatter_add.
+            flat_rows = rows.reshape(-1)
+            grad_table = torch.stack([
+                torch.bincount(flat_rows, weights=(weights * grad[:, feature, None]).reshape(-1),
+                               minlength=table.shape[0])
+                for feature in range(table.shape[1])], dim=1).to(table.dtype)
         if ctx.needs_input_grad[2]:
             gathered = table.index_select(0, rows.reshape(-1)).reshape(*rows.shape, -1)
             grad_weights = (gathered * grad[:, None, :]).sum(dim=-1)
@@ -170,10 +174,6 @@ class TcnnHashGrid(torch.nn.Module):
             "otype": "HashGrid", "n_levels": config.levels, "n_features_per_level": config.features_per_level,
             "log2_hashmap_size": config.log2_table_size, "base_resolution": config.base_resolution,
             "per_level_scale": config.growth})
-
-    @property
-    def output_dim(self) -> int:
-        return self.config.output_dim
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         unit = ((points / self.bound + 1.0) / 2.0).clamp(0.0, 1.0)

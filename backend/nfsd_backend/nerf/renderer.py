@@ -21,6 +21,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from ..doctor import check_nerfacc
+from ..errors import BadConfig
 from .backends import accelerator_status, choose_backend
 from .cameras import Cameras, generate_rays
 from .field import EnvironmentBackground
@@ -55,17 +56,19 @@ class RenderConfig:
 
 
 def validate_render_config(config: RenderConfig) -> None:
-    """Raise ValueError on settings the renderer cannot use."""
+    """Refuse settings the renderer cannot use, with a message that names the setting."""
     if config.samples_per_ray < 1 or config.chunk_rays < 1:
-        raise ValueError("samples_per_ray and chunk_rays must be at least 1")
+        raise BadConfig("samples_per_ray and chunk_rays must be at least 1.")
     if config.occupancy_resolution < 1 or config.occupancy_update_every < 1 or \
             config.occupancy_samples_per_cell < 1 or config.occupancy_dilation < 0:
-        raise ValueError("occupancy resolution, update interval and samples per cell must be >= 1, dilation >= 0")
+        raise BadConfig("occupancy_resolution, occupancy_update_every and occupancy_samples_per_cell "
+                        "must be at least 1, and occupancy_dilation at least 0.")
     probabilities = (config.albedo_probability, config.diffuse_probability, config.textureless_probability)
     if min(probabilities) < 0 or not math.isclose(sum(probabilities), 1.0, abs_tol=1e-6):
-        raise ValueError(f"the shading probabilities must be >= 0 and sum to 1, got {probabilities}")
+        raise BadConfig("albedo_probability, diffuse_probability and textureless_probability must be "
+                        f">= 0 and sum to 1, got {probabilities}.")
     if not 0.0 <= config.solid_background_probability <= 1.0 or not 0.0 <= config.ambient <= 1.0:
-        raise ValueError("solid_background_probability and ambient must lie in [0, 1]")
+        raise BadConfig("solid_background_probability and ambient must lie in [0, 1].")
 
 
 class RenderableField(Protocol):
@@ -95,14 +98,20 @@ def ray_box_intersection(origins: torch.Tensor, directions: torch.Tensor,
 class OccupancyGrid(torch.nn.Module):
     """Which cells of a resolution^3 grid over the box may hold density above a threshold.
 
-    Each update samples the density at every cell's centre and at random points in it, keeps
-    `max(decay * previous, new max)` per cell, marks the cells above the threshold occupied and
-    dilates the mask by `dilation` cells. It errs towards keeping: with dilation 1, every cell
-    that touches a region above the threshold is kept whenever that region contains a ball of
-    radius sqrt(3)/2 cells around any of its points' inward neighbours - i.e. unless it is thinner
-    than about a cell - because some cell centre within one cell of it then lies inside.
+    Each update samples the density at every cell's centre (and, if asked, at random points in
+    it), keeps `max(decay * previous, new max)` per cell, marks the cells above the threshold
+    occupied and dilates that mask by `dilation` cells. It errs towards keeping. Why dilation 1
+    suffices: let a cell C contain a point p of a region where the density exceeds the
+    threshold, and let the region also contain the ball of radius sqrt(3)/2 cells around the
+    point q found by stepping sqrt(3)/2 cells from p inwards (true unless the region is thinner
+    than about two cells there). Then the centre of q's cell, at most sqrt(3)/2 cells from q, lies
+    in the region, so that cell is marked; and q is at most one cell from C along each axis, so
+    dilation keeps C. The tests check this on a ball.
     Before the first update every cell is occupied.
     """
+
+    density: torch.Tensor  # [R,R,R] buffer: the recorded (decayed max) density per cell
+    occupied: torch.Tensor  # [R,R,R] bool buffer: the cells samples are taken in
 
     def __init__(self, resolution: int, bound: float, threshold: float = 0.01, decay: float = 0.95,
                  samples_per_cell: int = 1, dilation: int = 1):
@@ -184,6 +193,7 @@ class TorchSampler:
     def weights(self, samples: RaySamples, sigmas: torch.Tensor, n_rays: int) -> torch.Tensor:
         """Compositing weights T_i * alpha_i [M]; culled samples count as empty space."""
         rays, slots = samples.ray_indices, samples.slots
+        assert slots is not None, "samples from TorchSampler.sample carry their slots"
         optical = sigmas.new_zeros(n_rays, self.samples_per_ray)
         optical = optical.index_put((rays, slots), sigmas * (samples.t_ends - samples.t_starts))
         before = torch.cumsum(optical, dim=1) - optical  # optical depth in front of each sample
@@ -229,6 +239,7 @@ def shade(albedo: torch.Tensor, normals: torch.Tensor | None, points: torch.Tens
     (on the albedo for 'diffuse', on white for 'textureless')."""
     if shading == "albedo":
         return albedo
+    assert normals is not None, "diffuse and textureless shading need normals"
     to_light = torch.nn.functional.normalize(lights - points, dim=-1)
     lambert = (normals * to_light).sum(dim=-1).clamp(min=0.0)
     base = albedo if shading == "diffuse" else torch.ones_like(albedo)
@@ -245,6 +256,17 @@ class RenderOutput:
     normal: torch.Tensor | None  # [B,H,W,3] sum of weight * world normal; None unless computed
     shading: str  # albedo | diffuse | textureless
     background: str  # environment | solid
+
+
+@dataclass
+class _Draws:
+    """The random choices of one render (fixed values for previews)."""
+
+    shading: str
+    background: str
+    solid_colors: torch.Tensor  # [B,3] used when the background is solid
+    lights: torch.Tensor  # [B,3] point light positions
+    jitter: torch.Tensor  # [R,S] sample offsets within their steps
 
 
 class VolumeRenderer(torch.nn.Module):
@@ -289,44 +311,15 @@ class VolumeRenderer(torch.nn.Module):
         computed for diffuse and textureless shading).
         """
         config = self.config
-        device = cameras.c2w.device
-        batch = len(cameras)
+        device = self.occupancy.density.device  # the renderer's device; cameras may live on the CPU
         rays_per_image = height * width
-        n_rays = batch * rays_per_image
+        draws = self._draw(cameras, rays_per_image, generator, shading, background, solid_color)
+        shading, background, n_rays = draws.shading, draws.background, len(cameras) * rays_per_image
 
-        if generator is None:
-            if "random" in (shading, background):
-                raise ValueError("random shading or background needs a generator")
-            jitter = torch.full((n_rays, config.samples_per_ray), 0.5)
-            light_directions = cameras.positions.cpu()
-            light_distances = torch.full((batch,), config.light_distance[1])
-            colors = torch.tensor(solid_color).expand(batch, 3)
-        else:
-            # Always the same draws in the same order, whatever is chosen: the stream a seed
-            # gives does not depend on the settings.
-            choice = torch.rand(2, generator=generator)
-            colors = torch.rand(batch, 3, generator=generator)
-            light_directions = cameras.positions.cpu() + \
-                config.light_jitter * torch.randn(batch, 3, generator=generator)
-            low, high = config.light_distance
-            light_distances = low + (high - low) * torch.rand(batch, generator=generator)
-            jitter = torch.rand(n_rays, config.samples_per_ray, generator=generator)
-            if shading == "random":
-                cumulative = torch.tensor([config.albedo_probability,
-                                           config.albedo_probability + config.diffuse_probability])
-                shading = SHADINGS[int((choice[0] >= cumulative).sum())]
-            if background == "random":
-                background = "solid" if choice[1] < config.solid_background_probability else "environment"
-        if shading not in SHADINGS:
-            raise ValueError(f"unknown shading {shading!r}; choose one of {SHADINGS}")
-        if background not in BACKGROUNDS:
-            raise ValueError(f"unknown background {background!r}; choose one of {BACKGROUNDS}")
-        lights = torch.nn.functional.normalize(light_directions, dim=-1) * light_distances[:, None]
-
-        origins, directions = (t.reshape(-1, 3) for t in generate_rays(cameras, height, width))
+        origins, directions = (t.reshape(-1, 3).to(device) for t in generate_rays(cameras, height, width))
         near, far, hit = ray_box_intersection(origins, directions, self.bound)
-        jitter = jitter.to(device)
-        ray_lights = lights.to(device).repeat_interleave(rays_per_image, dim=0)
+        jitter = draws.jitter.to(device)
+        ray_lights = draws.lights.to(device).repeat_interleave(rays_per_image, dim=0)
         with_normals = normals or shading != "albedo"
 
         chunk = config.chunk_rays
@@ -344,13 +337,49 @@ class VolumeRenderer(torch.nn.Module):
         if background == "environment":
             behind = self.background(directions)
         else:
-            behind = colors.to(device).repeat_interleave(rays_per_image, dim=0)
+            behind = draws.solid_colors.to(device).repeat_interleave(rays_per_image, dim=0)
         rgb = rgb + (1.0 - opacity)[:, None] * behind
-        image = (batch, height, width)
+        image = (len(cameras), height, width)
         return RenderOutput(rgb=rgb.reshape(*image, 3), opacity=opacity.reshape(image),
                             depth=depth.reshape(image),
                             normal=normal.reshape(*image, 3) if with_normals else None,
                             shading=shading, background=background)
+
+    def _draw(self, cameras: Cameras, rays_per_image: int, generator: torch.Generator | None,
+              shading: str, background: str, solid_color: tuple[float, float, float]) -> _Draws:
+        """Everything random about one render, drawn up front (see `render`)."""
+        config = self.config
+        batch = len(cameras)
+        solid_colors = torch.tensor(solid_color, dtype=torch.float32).expand(batch, 3)
+        if generator is None:
+            if "random" in (shading, background):
+                raise ValueError("random shading or background needs a generator")
+            jitter = torch.full((batch * rays_per_image, config.samples_per_ray), 0.5)
+            light_directions = cameras.positions.cpu()
+            light_distances = torch.full((batch,), config.light_distance[1])
+        else:
+            # Always the same draws in the same order, whatever is chosen: the stream a seed
+            # gives does not depend on the settings.
+            choice = torch.rand(2, generator=generator)
+            random_colors = torch.rand(batch, 3, generator=generator)
+            light_directions = cameras.positions.cpu() + \
+                config.light_jitter * torch.randn(batch, 3, generator=generator)
+            low, high = config.light_distance
+            light_distances = low + (high - low) * torch.rand(batch, generator=generator)
+            jitter = torch.rand(batch * rays_per_image, config.samples_per_ray, generator=generator)
+            if shading == "random":
+                cumulative = torch.tensor([config.albedo_probability,
+                                           config.albedo_probability + config.diffuse_probability])
+                shading = SHADINGS[int((choice[0] >= cumulative).sum())]
+            if background == "random":
+                background = "solid" if choice[1] < config.solid_background_probability else "environment"
+                solid_colors = random_colors
+        if shading not in SHADINGS:
+            raise ValueError(f"unknown shading {shading!r}; choose one of {SHADINGS}")
+        if background not in BACKGROUNDS:
+            raise ValueError(f"unknown background {background!r}; choose one of {BACKGROUNDS}")
+        lights = torch.nn.functional.normalize(light_directions, dim=-1) * light_distances[:, None]
+        return _Draws(shading, background, solid_colors, lights, jitter)
 
     def _render_rays(self, field, origins, directions, near, far, hit, jitter, lights, shading, with_normals):
         """Foreground colour [R,3], opacity [R], depth [R] and normal [R,3] (zeros unless asked)."""

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from nfsd_backend.errors import BadConfig
 from nfsd_backend.nerf.cameras import Cameras, orbit_cameras, generate_rays
 from nfsd_backend.nerf.renderer import (OccupancyGrid, RenderConfig, TorchSampler, VolumeRenderer,
                                         make_sampler, ray_box_intersection, shade)
@@ -86,6 +87,16 @@ def test_rays_missing_the_box_return_the_background_exactly(analytic_field):
                             solid_color=(0.2, 0.4, 0.6))
     assert torch.equal(solid.rgb, torch.tensor([0.2, 0.4, 0.6]).expand(2, 8, 8, 3))
     assert torch.equal(solid.opacity, torch.zeros(2, 8, 8)) and field.queried_points == 0
+
+    # With a generator (training), a named solid colour is still that colour ...
+    trained = renderer.render(field, cameras, 8, 8, generator=torch.Generator().manual_seed(0),
+                              shading="albedo", background="solid", solid_color=(0.2, 0.4, 0.6))
+    assert torch.equal(trained.rgb, solid.rgb)
+    # ... and a drawn solid background is a random colour per image.
+    renderer.config.solid_background_probability = 1.0
+    drawn = renderer.render(field, cameras, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert drawn.background == "solid" and not torch.equal(drawn.rgb[0, 0, 0], drawn.rgb[1, 0, 0])
+    assert torch.equal(drawn.rgb, drawn.rgb[:, :1, :1].expand(2, 8, 8, 3))
 
     environment = renderer.render(field, cameras, 8, 8, shading="diffuse", background="environment")
     _, directions = generate_rays(cameras, 8, 8)
@@ -221,5 +232,11 @@ def test_sampler_choice_on_cpu_is_the_torch_sampler():
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="sum to 1"):
+    with pytest.raises(BadConfig, match="sum to 1"):
         VolumeRenderer(RenderConfig(albedo_probability=0.5))
+    with pytest.raises(BadConfig, match="samples_per_ray"):
+        VolumeRenderer(RenderConfig(samples_per_ray=0))
+    with pytest.raises(BadConfig, match="occupancy_dilation"):
+        VolumeRenderer(RenderConfig(occupancy_dilation=-1))
+    with pytest.raises(BadConfig, match="ambient"):
+        VolumeRenderer(RenderConfig(ambient=1.5))

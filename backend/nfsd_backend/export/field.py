@@ -55,20 +55,21 @@ def evaluating(field: Field) -> Iterator[None]:
 def density_grid(field: Field, bound: float, resolution: int, *,
                  chunk_points: int = CHUNK_POINTS) -> np.ndarray:
     """Density at every point of a `resolution`^3 grid over [-bound, bound]^3, as float32 on the CPU,
-    indexed [x, y, z]. Points are generated and evaluated chunk by chunk on the field's device, so
-    memory beyond the output grid stays bounded by `chunk_points` whatever the resolution."""
+    indexed [x, y, z]. Points are generated and evaluated a run of grid rows (lines along z) at a
+    time on the field's device, so memory beyond the output grid stays bounded by `chunk_points`
+    (or one row) whatever the resolution."""
     device = field_device(field)
-    total = resolution ** 3
-    step = 2.0 * bound / (resolution - 1)
-    grid = np.empty(total, dtype=np.float32)
+    axis = torch.linspace(-bound, bound, resolution, device=device)
+    rows_per_chunk = max(1, chunk_points // resolution)
+    grid = np.empty(resolution ** 3, dtype=np.float32)
     with evaluating(field):
-        for start in range(0, total, chunk_points):
-            index = torch.arange(start, min(start + chunk_points, total), device=device)
-            ijk = torch.stack((index // (resolution * resolution), (index // resolution) % resolution,
-                               index % resolution), dim=-1)
-            points = ijk.to(torch.float32) * step - bound
+        for first in range(0, resolution ** 2, rows_per_chunk):
+            rows = torch.arange(first, min(first + rows_per_chunk, resolution ** 2), device=device)
+            points = torch.stack((axis[rows // resolution].repeat_interleave(resolution),
+                                  axis[rows % resolution].repeat_interleave(resolution),
+                                  axis.repeat(len(rows))), dim=-1)
             values = field.density(points).reshape(-1).float()
-            grid[start:start + len(index)] = values.cpu().numpy()
+            grid[first * resolution:first * resolution + len(values)] = values.cpu().numpy()
     check_finite(grid, "density")
     return grid.reshape(resolution, resolution, resolution)
 

@@ -37,6 +37,13 @@ FLAT_CONTRAST = 1e-4
 # Taubin smoothing: shrink by `lamb`, inflate by `nu` (> lamb), so the volume is kept.
 TAUBIN_LAMBDA = 0.5
 TAUBIN_NU = 0.53
+# Decimation keeps at most this share of the marching-cubes faces, even under the face budget:
+# marching cubes leaves many slivers, on which xatlas cuts hundreds of charts and runs for minutes
+# (a 51k-face torus from a 128^3 grid: 1434 charts, 51 s of CPU); halving the faces first
+# regularises them (60 charts, 6.7 s) at no visible cost in shape.
+MAX_KEPT_FACES = 0.5
+# ... except for meshes this small, which xatlas charts quickly as they are.
+FEW_FACES = 1000
 # Voxels on each side of a face at which the orientation vote compares densities.
 ORIENTATION_OFFSET = 1.5
 
@@ -122,12 +129,14 @@ def vertex_normals(mesh: trimesh.Trimesh) -> np.ndarray:
 
 def clean_up(mesh: trimesh.Trimesh, grid: np.ndarray, bound: float, *, min_component_fraction: float,
              smooth_iterations: int, max_faces: int) -> trimesh.Trimesh:
-    """Floaters out, optional Taubin smoothing, decimation to `max_faces`, outward winding."""
+    """Floaters out, optional Taubin smoothing, decimation to `max_faces` (and at least by half),
+    outward winding."""
     mesh = drop_floaters(mesh, min_component_fraction)
     if smooth_iterations > 0:
         trimesh.smoothing.filter_taubin(mesh, lamb=TAUBIN_LAMBDA, nu=TAUBIN_NU, iterations=smooth_iterations)
-    if len(mesh.faces) > max_faces:
-        mesh = mesh.simplify_quadric_decimation(face_count=max_faces)
+    target = min(max_faces, max(int(len(mesh.faces) * MAX_KEPT_FACES), FEW_FACES))
+    if target < len(mesh.faces):
+        mesh = mesh.simplify_quadric_decimation(face_count=target)
     mesh.update_faces(mesh.nondegenerate_faces())
     mesh.remove_unreferenced_vertices()
     orient_outward(mesh, grid, bound)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..config import ExportConfig, validate_export
+from ..rundir import logger
 from . import files, mesh, texture
 from .field import Field, density_grid
 
@@ -63,7 +64,9 @@ def export_mesh(field: Field, out_dir: Path, *, bound: float, resolution: int = 
         level = mesh.auto_level(grid) if threshold is None else float(threshold)
         mesh.check_crossing(grid, level)
         surface = mesh.extract_surface(grid, level, bound)
-    with stage("clean_up", f"cleaning up {len(surface.faces)} faces"):
+    rule = "automatic" if threshold is None else "given"
+    logger.info("export: %s density iso-level %.4g, %d marching-cubes faces", rule, level, len(surface.faces))
+    with stage("clean_up", f"cleaning up {len(surface.faces)} faces at the {rule} iso-level {level:.3g}"):
         surface = mesh.clean_up(surface, grid, bound, min_component_fraction=min_component_fraction,
                                 smooth_iterations=smooth_iterations, max_faces=max_faces)
         del grid

@@ -19,6 +19,10 @@ from .field import Field, albedo_at
 # edge paths, and with the term on, xatlas cut a sphere into ~250 small charts and took ~3x longer;
 # with it off, 30 charts with less area distortion (measured on the analytic sphere and torus).
 CHART_STRAIGHTNESS_WEIGHT = 0.0
+# Largest chart, as a share of the surface area. xatlas spends most of its time flattening large
+# charts (a 50k-face torus: 14-16 s of CPU with its default of no limit, 5 s with charts up to
+# ~1/90 of the area, 143 charts), and smaller charts stretch the texture less.
+MAX_CHART_SHARE = 0.01
 # Texels between charts in the atlas: room for bilinear filtering before seams would touch.
 CHART_PADDING = 2
 # Candidate texels handled at once while rasterising (bounds the temporary arrays to ~100 MB).
@@ -45,9 +49,16 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray, texture
     pack.bilinear = True
     charts = xatlas.ChartOptions()
     charts.straightness_weight = CHART_STRAIGHTNESS_WEIGHT
+    charts.max_chart_area = MAX_CHART_SHARE * surface_area(vertices, faces)
     atlas.generate(charts, pack)
     source, split_faces, uvs = atlas[0]
     return UVMesh(vertices[source], normals[source], split_faces.astype(np.int64), uvs)
+
+
+def surface_area(vertices: np.ndarray, faces: np.ndarray) -> float:
+    corners = vertices[faces]
+    return 0.5 * float(np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]),
+                                      axis=1).sum())
 
 
 @dataclass

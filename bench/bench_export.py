@@ -1,0 +1,91 @@
+"""Export time and peak memory at mesh resolutions 128 / 256 / 384 (texture 1024, the default face
+budget) on an analytic field. Each resolution runs in a fresh process, so its peak RSS is its own.
+
+    PYTHONPATH=backend python bench/bench_export.py [--resolutions 128 256 384] [--shape torus]
+
+Prints a Markdown table (wall and CPU seconds, the time per stage, peak RSS) and the machine.
+Wall time on a shared machine depends on what else runs: the load average is printed with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SHAPES = ("sphere", "torus", "two_colour")
+
+
+def run_one(resolution: int, shape: str, texture_size: int) -> dict:
+    """One export in this process; returns its figures."""
+    import torch
+
+    from nfsd_backend.export import export_mesh
+    from nfsd_backend.export.analytic import Sphere, Torus, TwoColourEllipsoid
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    field = {"sphere": Sphere, "torus": Torus, "two_colour": TwoColourEllipsoid}[shape]()
+    with tempfile.TemporaryDirectory() as out:
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        result = export_mesh(field, Path(out), bound=1.0, resolution=resolution, texture_size=texture_size)
+        wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+    return {"resolution": resolution, "wall_s": wall, "cpu_s": cpu, "faces": result.faces,
+            "stages": result.seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    memory = ""
+    try:
+        total_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                            if line.startswith("MemTotal")))
+        memory = f", {total_kb / 2**20:.0f} GiB RAM"
+    except (OSError, StopIteration):
+        pass
+    import torch
+    return (f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256, 384])
+    parser.add_argument("--shape", choices=SHAPES, default="torus")
+    parser.add_argument("--texture-size", type=int, default=1024)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one resolution, print JSON
+    args = parser.parse_args()
+    if args.one is not None:
+        print(json.dumps(run_one(args.one, args.shape, args.texture_size)))
+        return
+
+    print(f"Machine: {machine()}")
+    print(f"Field: analytic {args.shape}, bound 1, texture {args.texture_size}, default face budget\n")
+    print("| resolution | wall s | CPU s | grid | surface | clean-up | UV atlas | bake | write | faces | peak RSS MB | load avg |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for resolution in args.resolutions:
+        load = os.getloadavg()[0]
+        done = subprocess.run([sys.executable, __file__, "--one", str(resolution), "--shape", args.shape,
+                               "--texture-size", str(args.texture_size)],
+                              check=True, capture_output=True, text=True)
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        stages = " | ".join(f"{row['stages'][name]:.1f}" for name in
+                            ("density_grid", "surface", "clean_up", "uv_atlas", "bake", "write"))
+        print(f"| {resolution} | {row['wall_s']:.1f} | {row['cpu_s']:.1f} | {stages} | {row['faces']} "
+              f"| {row['peak_rss_mb']:.0f} | {load:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

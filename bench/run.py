@@ -28,11 +28,13 @@ import diffusers  # noqa: E402
 import torch  # noqa: E402
 
 import bench_guidance  # noqa: E402
+import bench_nerf  # noqa: E402
+import bench_speedups  # noqa: E402
 import bench_train_step  # noqa: E402
 from harness import Table, load_average, log, machine_table  # noqa: E402
 from model_sources import SD21_RANDOM, ModelSource  # noqa: E402
 
-SECTIONS = ("guidance", "train")
+SECTIONS = ("guidance", "train", "nerf", "speedups")
 
 
 @dataclass
@@ -47,6 +49,10 @@ class Plan:
     guidance_repeats: dict[str, int]  # timed runs per guidance figure, per method
     step_sizes: list[int]  # render sizes of the training step
     step_repeats: int
+    nerf_points: int  # points per hash-grid / field measurement
+    nerf_render_sizes: list[int]
+    nerf_log2_table_size: int  # rows per hashed level of the hash grid (the default is 2^19)
+    nerf_repeats: int
     timesteps: list[int] = field(default_factory=lambda: [100, 300, 600, 900])
 
 
@@ -57,11 +63,13 @@ def make_plan(quick: bool, cuda: bool, model: str | None) -> Plan:
         # One thread: tiny tensors gain nothing from a second one, and on a busy machine OpenMP's
         # waiting for a preempted thread made tiny UNet calls 20x slower (measured).
         return Plan("quick", 1, device, model or "tiny-random", precisions, {"sds": 3, "nfsd": 3, "sdi": 2},
-                    step_sizes=[32, 64], step_repeats=3)
+                    step_sizes=[32, 64], step_repeats=3, nerf_points=2**14, nerf_render_sizes=[16, 32],
+                    nerf_log2_table_size=14, nerf_repeats=2)
     # On the CPU one SD UNet call at batch 2 takes ~10 s and SDI at t=900 makes 11 of them.
     repeats = {"sds": 5, "nfsd": 5, "sdi": 3} if cuda else {"sds": 3, "nfsd": 3, "sdi": 1}
     return Plan("full", torch.get_num_threads(), device, model or SD21_RANDOM, precisions, repeats, step_sizes=[64, 512],
-                step_repeats=5 if cuda else 3)
+                step_repeats=5 if cuda else 3, nerf_points=2**18, nerf_render_sizes=[64, 128],
+                nerf_log2_table_size=19, nerf_repeats=5)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -114,7 +122,13 @@ def main(argv: list[str] | None = None) -> int:
                                      plan.device)[0]
     if "train" in sections:
         tables += bench_train_step.run(source, plan.step_sizes, plan.step_repeats, plan.device)
+    if "speedups" in sections:
+        tables += bench_speedups.run(source, plan.nerf_render_sizes[-1], plan.nerf_log2_table_size,
+                                     plan.step_repeats, plan.device)
     source.release()
+    if "nerf" in sections:
+        tables += bench_nerf.run(plan.nerf_points, plan.nerf_render_sizes, plan.nerf_log2_table_size,
+                                 plan.nerf_repeats, plan.device)
     out.write_text(report(plan, tables, started, machine), encoding="utf-8")
     log(f"wrote {out}")
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from harness import Table, log, seconds, time_runs
+from harness import Table, count, log, time_runs
 from nfsd_backend.doctor import check_nerfacc, check_tinycudann
 from nfsd_backend.nerf.cameras import orbit_cameras
 from nfsd_backend.nerf.field import FieldConfig, NerfField
@@ -85,7 +85,7 @@ def run(points: int, render_sizes: list[int], log2_table_size: int, repeats: int
         for what, fn in (("hash grid", grid), ("field (grid + MLP)", whole_field)):
             log(f"nerf {label} {what} {points} points: {repeats} runs")
             timing = time_runs(fn, repeats, device)
-            table.add(label, what, "—", points, timing.cell(), f"{points / timing.median:.3g}", "—")
+            table.add(label, what, "—", points, timing.cell(), count(points / timing.median), "—")
         for shading in ("albedo", "textureless"):
             for size in render_sizes:
                 counter = PointCounter(field)
@@ -95,7 +95,7 @@ def run(points: int, render_sizes: list[int], log2_table_size: int, repeats: int
                 log(f"nerf {label} render {shading} {size}x{size}: {repeats} runs")
                 timing = time_runs(lambda: render_step(field, renderer, size, shading), repeats, device)
                 table.add(label, f"render, {shading} shading", f"{size}x{size}", counter.points, timing.cell(),
-                          f"{counter.points / timing.median:.3g}", f"{size * size / timing.median:.3g}")
+                          count(counter.points / timing.median), count(size * size / timing.median))
         del field, renderer
     table.notes += [
         f"median of {repeats} runs after one warm-up. points = positions the hash grid encodes per run "

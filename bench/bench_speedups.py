@@ -47,7 +47,8 @@ def compare(table: Table, what: str, baseline: Variant, candidate: Variant, repe
 def run(source: ModelSource, render_size: int, log2_table_size: int, repeats: int,
         device: torch.device) -> list[Table]:
     table = Table(f"Speed-up candidates, before and after ({source.name}, {device.type})",
-                  ["what", "before", "s", "peak GiB", "after", "s", "peak GiB", "speed-up (before / after)"])
+                  ["what", "before", "before s", "before peak GiB", "after", "after s", "after peak GiB",
+                   "speed-up (before / after)"])
     model = source.build("auto")
     unet, vae = model.unet, model.vae
     generator = torch.Generator().manual_seed(0)

@@ -9,6 +9,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -53,6 +54,14 @@ class Table:
 
 def seconds(value: float) -> str:
     """Three significant figures, e.g. 10.4, 0.0123."""
+    return f"{value:.3g}"
+
+
+def count(value: float) -> str:
+    """Three significant figures with a k / M suffix, e.g. 72.6k, 1.23M."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
     return f"{value:.3g}"
 
 
@@ -148,6 +157,37 @@ class PeakMemory:
 
     def cell(self) -> str:
         return "—" if self.peak_bytes is None else f"{self.peak_bytes / 2**30:.2f}"
+
+
+@dataclass
+class ChildRun:
+    """A finished child process: its wall time, its own peak RSS, its output."""
+
+    seconds: float
+    peak_rss_bytes: int
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_child(argv: list[str], env: dict[str, str] | None = None) -> ChildRun:
+    """Run `argv` to completion; `os.wait4` gives this child's own peak RSS (a fresh process per
+    measurement is the only way a peak belongs to one measurement alone)."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(argv, stdout=out, stderr=err, env=env, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        elapsed = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        return ChildRun(elapsed, usage.ru_maxrss * 1024, process.returncode, out.read(), err.read())
+
+
+def backend_env() -> dict[str, str]:
+    """The environment for a child that must run this checkout's backend, offline."""
+    path = os.pathsep.join(p for p in (str(REPO / "backend"), os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, PYTHONPATH=path, HF_HUB_OFFLINE="1")
 
 
 def memory_kind(device: torch.device) -> str:

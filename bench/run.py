@@ -27,6 +27,7 @@ sys.path[:0] = [str(BENCH), str(BENCH.parent / "backend")]
 import diffusers  # noqa: E402
 import torch  # noqa: E402
 
+import bench_end_to_end  # noqa: E402
 import bench_guidance  # noqa: E402
 import bench_nerf  # noqa: E402
 import bench_speedups  # noqa: E402
@@ -34,7 +35,7 @@ import bench_train_step  # noqa: E402
 from harness import Table, load_average, log, machine_table  # noqa: E402
 from model_sources import SD21_RANDOM, ModelSource  # noqa: E402
 
-SECTIONS = ("guidance", "train", "nerf", "speedups")
+SECTIONS = ("guidance", "train", "nerf", "speedups", "e2e")
 
 
 @dataclass
@@ -53,6 +54,8 @@ class Plan:
     nerf_render_sizes: list[int]
     nerf_log2_table_size: int  # rows per hashed level of the hash grid (the default is 2^19)
     nerf_repeats: int
+    e2e_flags: list[str]  # added to `nfsd generate ... --preset draft`
+    e2e_repeats: int
     timesteps: list[int] = field(default_factory=lambda: [100, 300, 600, 900])
 
 
@@ -64,12 +67,13 @@ def make_plan(quick: bool, cuda: bool, model: str | None) -> Plan:
         # waiting for a preempted thread made tiny UNet calls 20x slower (measured).
         return Plan("quick", 1, device, model or "tiny-random", precisions, {"sds": 3, "nfsd": 3, "sdi": 2},
                     step_sizes=[32, 64], step_repeats=3, nerf_points=2**14, nerf_render_sizes=[16, 32],
-                    nerf_log2_table_size=14, nerf_repeats=2)
+                    nerf_log2_table_size=14, nerf_repeats=2,
+                    e2e_flags=["--steps", "4", "--mesh-resolution", "64", "--texture-size", "256"], e2e_repeats=1)
     # On the CPU one SD UNet call at batch 2 takes ~10 s and SDI at t=900 makes 11 of them.
     repeats = {"sds": 5, "nfsd": 5, "sdi": 3} if cuda else {"sds": 3, "nfsd": 3, "sdi": 1}
     return Plan("full", torch.get_num_threads(), device, model or SD21_RANDOM, precisions, repeats, step_sizes=[64, 512],
                 step_repeats=5 if cuda else 3, nerf_points=2**18, nerf_render_sizes=[64, 128],
-                nerf_log2_table_size=19, nerf_repeats=5)
+                nerf_log2_table_size=19, nerf_repeats=5, e2e_flags=[], e2e_repeats=3)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -129,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     if "nerf" in sections:
         tables += bench_nerf.run(plan.nerf_points, plan.nerf_render_sizes, plan.nerf_log2_table_size,
                                  plan.nerf_repeats, plan.device)
+    if "e2e" in sections:
+        tables += bench_end_to_end.run(plan.e2e_repeats, plan.e2e_flags)
     out.write_text(report(plan, tables, started, machine), encoding="utf-8")
     log(f"wrote {out}")
     return 0

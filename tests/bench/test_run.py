@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-NUMBER = re.compile(r"^\d+(\.\d+)?(e-?\d+)?$")
+NUMBER = re.compile(r"^\d+(\.\d+)?(e[-+]?\d+)?[kM]?$")
 
 
 def tables(markdown: str) -> dict[str, list[dict[str, str]]]:
-    """Title -> rows (column -> cell) of every `### title` table in the report."""
+    """Title -> rows (column -> cell) of every `### title` table in the report; an empty table's
+    placeholder row is dropped, and its notes are kept under the key "notes"."""
     found: dict[str, list[dict[str, str]]] = {}
     for block in markdown.split("### ")[1:]:
         title, *lines = block.splitlines()
@@ -27,15 +28,17 @@ def tables(markdown: str) -> dict[str, list[dict[str, str]]]:
                 if line.startswith("|")]
         header, rule, *body = rows
         assert all(set(cell) == {"-"} for cell in rule), title
-        found[title] = [dict(zip(header, row, strict=True)) for row in body]
+        found[title] = [dict(zip(header, row, strict=True)) for row in body if set(row) != {"—"}]
+        found[title].append({"notes": " ".join(line[2:] for line in lines if line.startswith("- "))})
     return found
 
 
 def median_of(cell: str) -> float:
-    """The median of '0.0598 (0.0584-0.0636)' or a lone '0.0598'."""
+    """The median of '0.0598 (0.0584-0.0636)', a lone '0.0598', or a count like '94.7k'."""
     value = cell.split(" ")[0]
     assert NUMBER.match(value), cell
-    return float(value)
+    scale = {"k": 1e3, "M": 1e6}.get(value[-1], 1.0)
+    return float(value.rstrip("kM")) * scale
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +52,14 @@ def report(tmp_path_factory) -> dict[str, list[dict[str, str]]]:
 
 
 def table(report, prefix: str) -> list[dict[str, str]]:
+    """The rows of the one table whose title starts with `prefix` (without its notes)."""
     (title,) = [t for t in report if t.startswith(prefix)]
-    return report[title]
+    return report[title][:-1]
+
+
+def notes(report, prefix: str) -> str:
+    (title,) = [t for t in report if t.startswith(prefix)]
+    return report[title][-1]["notes"]
 
 
 def test_machine_table_names_the_machine_and_versions(report):
@@ -99,3 +108,41 @@ def test_training_step_table_splits_the_step_into_phases_for_both_settings(repor
         phases = [median_of(row[f"{p} s"]) for p in ("encode", "guidance", "backward")]
         assert all(p > 0 for p in phases)
         assert median_of(row["peak RSS GiB"]) > 0
+
+
+def test_nerf_table_counts_the_points_each_render_encodes(report):
+    rows = table(report, "Hash grid, field and renderer")
+    assert [(r["what"], r["size"]) for r in rows] == [
+        ("hash grid", "—"), ("field (grid + MLP)", "—"),
+        ("render, albedo shading", "16x16"), ("render, albedo shading", "32x32"),
+        ("render, textureless shading", "16x16"), ("render, textureless shading", "32x32")]
+    points = {(r["what"], r["size"]): int(r["points"]) for r in rows}
+    assert points[("hash grid", "—")] == 2**14
+    for size in ("16x16", "32x32"):
+        albedo, textureless = points[("render, albedo shading", size)], points[("render, textureless shading", size)]
+        # The same samples (same seed), plus three finite-difference positions per visible sample.
+        assert albedo < textureless <= 4 * albedo
+        assert (textureless - albedo) % 3 == 0
+    # 4x the rays reach about 4x the samples (the blob fills the same share of both images).
+    assert 3 < points[("render, albedo shading", "32x32")] / points[("render, albedo shading", "16x16")] < 5
+    for row in rows:
+        assert median_of(row["points / s"]) > 0
+
+
+def test_speedup_table_compares_each_candidate_before_and_after(report):
+    rows = table(report, "Speed-up candidates")
+    assert [(r["before"], r["after"]) for r in rows] == [
+        ("contiguous", "channels-last"), ("contiguous", "channels-last"), ("plain", "gradient checkpointing"),
+        ("4 chunks of 256 rays (recomputed)", "1 chunk of 1024 rays")]
+    for row in rows:
+        shown = float(row["speed-up (before / after)"].rstrip("x"))
+        assert shown == pytest.approx(median_of(row["before s"]) / median_of(row["after s"]), rel=0.012, abs=0.006)
+
+
+def test_end_to_end_table_has_a_run_or_says_why_not(report):
+    rows = table(report, "End to end")
+    if rows:
+        assert [r["run"] for r in rows] == ["1", "median"]
+        assert median_of(rows[0]["wall s"]) > 0 and "train" in rows[0]["stages (s)"]
+    else:
+        assert "not measured: " in notes(report, "End to end")

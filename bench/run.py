@@ -28,6 +28,7 @@ import diffusers  # noqa: E402
 import torch  # noqa: E402
 
 import bench_end_to_end  # noqa: E402
+import bench_export_section  # noqa: E402
 import bench_guidance  # noqa: E402
 import bench_nerf  # noqa: E402
 import bench_speedups  # noqa: E402
@@ -35,7 +36,7 @@ import bench_train_step  # noqa: E402
 from harness import Table, load_average, log, machine_table  # noqa: E402
 from model_sources import SD21_RANDOM, ModelSource  # noqa: E402
 
-SECTIONS = ("guidance", "train", "nerf", "speedups", "e2e")
+SECTIONS = ("guidance", "train", "nerf", "speedups", "export", "e2e")
 
 
 @dataclass
@@ -54,6 +55,9 @@ class Plan:
     nerf_render_sizes: list[int]
     nerf_log2_table_size: int  # rows per hashed level of the hash grid (the default is 2^19)
     nerf_repeats: int
+    export_resolutions: list[int]
+    export_texture_size: int
+    export_repeats: int
     e2e_flags: list[str]  # added to `nfsd generate ... --preset draft`
     e2e_repeats: int
     timesteps: list[int] = field(default_factory=lambda: [100, 300, 600, 900])
@@ -68,12 +72,15 @@ def make_plan(quick: bool, cuda: bool, model: str | None) -> Plan:
         return Plan("quick", 1, device, model or "tiny-random", precisions, {"sds": 3, "nfsd": 3, "sdi": 2},
                     step_sizes=[32, 64], step_repeats=3, nerf_points=2**14, nerf_render_sizes=[16, 32],
                     nerf_log2_table_size=14, nerf_repeats=2,
+                    export_resolutions=[32, 48], export_texture_size=256, export_repeats=1,
                     e2e_flags=["--steps", "4", "--mesh-resolution", "64", "--texture-size", "256"], e2e_repeats=1)
     # On the CPU one SD UNet call at batch 2 takes ~10 s and SDI at t=900 makes 11 of them.
     repeats = {"sds": 5, "nfsd": 5, "sdi": 3} if cuda else {"sds": 3, "nfsd": 3, "sdi": 1}
     return Plan("full", torch.get_num_threads(), device, model or SD21_RANDOM, precisions, repeats, step_sizes=[64, 512],
                 step_repeats=5 if cuda else 3, nerf_points=2**18, nerf_render_sizes=[64, 128],
-                nerf_log2_table_size=19, nerf_repeats=5, e2e_flags=[], e2e_repeats=3)
+                nerf_log2_table_size=19, nerf_repeats=5,
+                export_resolutions=[128, 256, 384], export_texture_size=1024, export_repeats=3,
+                e2e_flags=[], e2e_repeats=3)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -133,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     if "nerf" in sections:
         tables += bench_nerf.run(plan.nerf_points, plan.nerf_render_sizes, plan.nerf_log2_table_size,
                                  plan.nerf_repeats, plan.device)
+    if "export" in sections:
+        tables += bench_export_section.run(plan.export_resolutions, plan.export_texture_size, plan.export_repeats)
     if "e2e" in sections:
         tables += bench_end_to_end.run(plan.e2e_repeats, plan.e2e_flags)
     out.write_text(report(plan, tables, started, machine), encoding="utf-8")

@@ -146,3 +146,12 @@ def test_end_to_end_table_has_a_run_or_says_why_not(report):
         assert median_of(rows[0]["wall s"]) > 0 and "train" in rows[0]["stages (s)"]
     else:
         assert "not measured: " in notes(report, "End to end")
+
+
+def test_export_table_has_each_resolution_or_says_why_not(report):
+    rows = table(report, "Mesh export")
+    if rows:
+        assert [int(r["resolution"]) for r in rows] == [32, 48]
+        assert all(int(r["faces"]) > 0 and median_of(r["wall s: median (min-max)"]) > 0 for r in rows)
+    else:
+        assert "not measured: " in notes(report, "Mesh export")

@@ -38,9 +38,9 @@ def stage_seconds(events: list[dict]) -> dict[str, float]:
     return durations
 
 
-def run(repeats: int, extra_flags: list[str]) -> list[Table]:
-    shown = " ".join([*COMMAND[2:], *extra_flags])
-    table = Table(f"End to end: `nfsd generate \"{PROMPT}\" {shown}` (CPU)",
+def run(repeats: int, extra_flags: list[str], device: str) -> list[Table]:
+    shown = " ".join([*COMMAND[2:], *extra_flags, "--device", device])
+    table = Table(f"End to end: `nfsd generate \"{PROMPT}\" {shown}`",
                   ["run", "wall s", "stages (s)", "steps", "it/s", "peak RSS GiB"])
     reason = unavailable()
     if reason:
@@ -51,7 +51,7 @@ def run(repeats: int, extra_flags: list[str]) -> list[Table]:
         log(f"end to end: run {index + 1} of {repeats}")
         with tempfile.TemporaryDirectory() as folder:
             child = run_child([sys.executable, "-m", "nfsd_backend", *COMMAND, *extra_flags, "--out", str(Path(folder) / "run"),
-                               "--events", "jsonl", "--device", "cpu"], env=backend_env())
+                               "--events", "jsonl", "--device", device], env=backend_env())
         if child.returncode != 0:
             raise RuntimeError(f"nfsd generate failed ({child.returncode}): {child.stderr[-2000:]}")
         events = [json.loads(line) for line in child.stdout.splitlines() if line.startswith("{")]
@@ -61,5 +61,5 @@ def run(repeats: int, extra_flags: list[str]) -> list[Table]:
         table.add(index + 1, seconds(child.seconds), stages, progress[-1]["step"] if progress else "—",
                   progress[-1]["it_per_s"] if progress else "—", f"{child.peak_rss_bytes / 2**30:.2f}")
     table.add("median", seconds(statistics.median(walls)), "", "", "", "")
-    table.notes.append("each run a fresh process (model loading included), on the CPU with the machine's threads.")
+    table.notes.append("each run a fresh process (model loading included), with the machine's threads.")
     return [table]

@@ -75,9 +75,10 @@ def measure_method(model, method: str, t: int, repeats: int, device: torch.devic
     def step() -> None:
         steps.append(guidance.direction(x, prompts, 0, 1, generator))
 
-    step()  # warm-up, outside both the timing and the UNet's booked time
-    synchronize(device)
-    denoiser.seconds = 0.0
+    if method != "sdi":  # SDI's batch-2 calls are the shapes SDS has just warmed up
+        step()  # warm-up, outside both the timing and the UNet's booked time
+        synchronize(device)
+        denoiser.seconds = 0.0
     timing = time_runs(step, repeats, device, warmup=0)
     if int(steps[-1].timestep[0]) != t:
         raise RuntimeError(f"{method}: pinned t={t} but the rule used {int(steps[-1].timestep[0])}")
@@ -111,7 +112,9 @@ def tables(figures: list[GuidanceFigure], source: ModelSource, device: torch.dev
         "model evals = one UNet evaluation per condition per latent; the conditions of one call are batched "
         "(SDS: 1 call of batch 2; NFSD: batch 2 below t=200, 3 from it; SDI: one batch-2 call per inversion "
         "step plus one for the guided prediction).",
-        f"runs per figure after one warm-up run: {', '.join(f'{m.upper()} {n}' for m, n in repeats.items())}.",
+        f"runs per figure: {', '.join(f'{m.upper()} {n}' for m, n in repeats.items())}; SDS and NFSD after one "
+        "warm-up run, SDI without one (its UNet calls have the shape SDS's runs at the same t just warmed up; "
+        "at full scale on a CPU an SDI step at t=900 takes minutes).",
         "UNet share = time inside the UNet / wall time of the step; the rest is the rule's own arithmetic.",
     ]
     by_key = {(f.precision, f.method, f.t): f.timing.median for f in figures}

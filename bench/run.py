@@ -1,7 +1,8 @@
 """Benchmarks of the backend: `python bench/run.py [--quick] [--cuda] [--model ID]`.
 
 Writes a markdown report (machine, date, versions, then one table per measurement; every figure is
-the median of several runs) to bench/RESULTS.md, or bench/RESULTS-quick.md with --quick.
+the median of several runs) to bench/RESULTS.md (RESULTS-quick.md with --quick, RESULTS-cuda.md
+with --cuda).
 
 - full (default): Stable Diffusion 2.1-base's architecture with random weights on the CPU,
   fp32 and bf16. Takes about an hour on 2 cores; run it on an otherwise idle machine.
@@ -91,8 +92,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                         "architecture with random weights")
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
-    parser.add_argument("--out", type=Path, help="report path (default bench/RESULTS.md, or RESULTS-quick.md "
-                                                "with --quick)")
+    parser.add_argument("--out", type=Path, help="report path (default bench/RESULTS.md; RESULTS-quick.md with "
+                                                "--quick, RESULTS-cuda.md with --cuda)")
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(SECTIONS)
     if unknown:
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = make_plan(args.quick, args.cuda, args.model)
     torch.set_num_threads(plan.threads)
     diffusers.utils.logging.set_verbosity_error()  # casting random models to bf16 warns each time
-    out = args.out or BENCH / ("RESULTS-quick.md" if args.quick else "RESULTS.md")
+    out = args.out or BENCH / ("RESULTS-quick.md" if args.quick else "RESULTS-cuda.md" if args.cuda else "RESULTS.md")
     sections = args.only.split(",")
     started = time.time()
     machine = machine_table(plan.device)
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if "export" in sections:
         tables += bench_export_section.run(plan.export_resolutions, plan.export_texture_size, plan.export_repeats)
     if "e2e" in sections:
-        tables += bench_end_to_end.run(plan.e2e_repeats, plan.e2e_flags)
+        tables += bench_end_to_end.run(plan.e2e_repeats, plan.e2e_flags, plan.device.type)
     out.write_text(report(plan, tables, started, machine), encoding="utf-8")
     log(f"wrote {out}")
     return 0

@@ -30,7 +30,6 @@ TIMESTEP_RANGE_KEYS = {"sds": ("t_min", "t_max"), "nfsd": ("t_min", "t_max"), "s
 # ("64-512": 64x64 renders, then 512x512, the NFSD paper's schedule). "preset" leaves it to --preset.
 RENDER_SCHEDULES: dict[str, tuple[int, ...]] = {"64": (64,), "64-256": (64, 256), "64-512": (64, 512),
                                                 "128-512": (128, 512)}
-RENDER_SCHEDULE_KEY = ("train", "render_resolutions")  # where the schedule goes in a config file
 RUN_FOLDER_NAME_LENGTH = 40  # characters of the prompt kept in a run folder's name
 
 
@@ -129,8 +128,9 @@ def override_config(settings: GenerateSettings) -> dict[str, Any]:
         low_key, high_key = TIMESTEP_RANGE_KEYS[settings.method]
         config["guidance"] = {low_key: settings.t_min, high_key: settings.t_max}
     if settings.render_schedule != "preset":
-        section, key = RENDER_SCHEDULE_KEY
-        config[section] = {key: list(RENDER_SCHEDULES[settings.render_schedule])}
+        # The backend's train.render_size, then train.render_size_late from 20% of the run (null = never).
+        sizes = RENDER_SCHEDULES[settings.render_schedule]
+        config["train"] = {"render_size": sizes[0], "render_size_late": sizes[1] if len(sizes) > 1 else None}
     return config
 
 

@@ -5,10 +5,11 @@ Windows, Linux and macOS (a thread reading stdin, no select() on pipes)."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
-from typing import IO
+from typing import IO, Iterator
 
 STOP = "stop"  # save a checkpoint, emit `cancelled`, exit
 EXPORT = "export"  # stop training now, export the mesh from the current state, emit `done`
@@ -43,14 +44,25 @@ class RunControl:
         thread.start()
         return thread
 
-    def install_signal_handlers(self) -> None:
-        """SIGTERM and the first Ctrl-C ask for `stop`; a second Ctrl-C interrupts at once."""
+    @contextlib.contextmanager
+    def handling_signals(self) -> Iterator[None]:
+        """While inside: SIGTERM (SIGBREAK on Windows) and the first Ctrl-C ask for `stop`; a second Ctrl-C interrupts
+        at once. The previous handlers come back on exit (signals are only settable from the
+        main thread; elsewhere, as in an embedding host, they are left alone)."""
 
         def on_signal(signum, frame) -> None:
             if signum == signal.SIGINT and self._requested is not None:
                 raise KeyboardInterrupt
             self.request(STOP)
 
-        signal.signal(signal.SIGINT, on_signal)
-        if hasattr(signal, "SIGTERM"):
-            signal.signal(signal.SIGTERM, on_signal)
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        # SIGBREAK: Windows' CTRL_BREAK_EVENT, what a parent sends a child's process group there.
+        names = [name for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name)]
+        previous = {name: signal.signal(getattr(signal, name), on_signal) for name in names}
+        try:
+            yield
+        finally:
+            for name, handler in previous.items():
+                signal.signal(getattr(signal, name), handler)

@@ -48,7 +48,9 @@ def test_override_config_only_for_changed_advanced_settings():
     sdi = GenerateSettings(prompt="x", method="sdi", timestep_range="custom", t_min=0.3, t_max=0.9)
     assert override_config(sdi) == {"guidance": {"sdi_t_lo": 0.3, "sdi_t_hi": 0.9}}
     schedule = GenerateSettings(prompt="x", render_schedule="64-512")
-    assert override_config(schedule) == {"train": {"render_resolutions": [64, 512]}}
+    assert override_config(schedule) == {"train": {"render_size": 64, "render_size_late": 512}}
+    fixed = GenerateSettings(prompt="x", render_schedule="64")
+    assert override_config(fixed) == {"train": {"render_size": 64, "render_size_late": None}}
 
 
 @pytest.mark.parametrize("changes, problem", [

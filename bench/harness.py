@@ -109,22 +109,6 @@ def time_runs(fn: Callable[[], object], repeats: int, device: torch.device, warm
     return Timing(runs)
 
 
-class PhaseClock:
-    """Splits one run into named phases: `clock.lap("encode")` ends the phase begun by the previous
-    lap (or by the clock's creation) and books its wall time under that name."""
-
-    def __init__(self, device: torch.device, into: dict[str, float]):
-        self.device = device
-        self.into = into
-        self.start = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        synchronize(self.device)
-        now = time.perf_counter()
-        self.into[name] = self.into.get(name, 0.0) + now - self.start
-        self.start = now
-
-
 # --- memory ----------------------------------------------------------------------------------------
 
 def _rss_high_water_kib() -> int:

@@ -79,13 +79,17 @@ def synchronize(device: torch.device) -> None:
 
 @dataclass
 class Timing:
-    """Wall times of repeated runs of one thing, in seconds."""
+    """Wall times of repeated runs of one thing, in seconds, and the process's CPU time in each."""
 
     runs: list[float]
+    cpu_runs: list[float]
 
     @property
     def median(self) -> float:
         return statistics.median(self.runs)
+
+    def cpu_share(self) -> str:
+        return cpu_share(sum(self.cpu_runs), sum(self.runs))
 
     def cell(self) -> str:
         """'10.4' for one run; '10.4 (10.1-10.9)' with the spread of several."""
@@ -100,13 +104,24 @@ def time_runs(fn: Callable[[], object], repeats: int, device: torch.device, warm
     for _ in range(warmup):
         fn()
         synchronize(device)
-    runs = []
+    runs, cpu_runs = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         synchronize(device)
         runs.append(time.perf_counter() - start)
-    return Timing(runs)
+        cpu_runs.append(time.process_time() - start_cpu)
+    return Timing(runs, cpu_runs)
+
+
+OWN_CPU_NOTE = ("own CPU = the process's CPU time / (wall time x torch threads): about 100% when it had its "
+                "cores to itself; lower means other processes took them and the wall times are inflated.")
+
+
+def cpu_share(cpu_seconds: float, wall_seconds: float) -> str:
+    """The process's CPU time over wall time x torch threads: ~100% when it had its cores to
+    itself, lower when other processes took them (its wall times are then inflated)."""
+    return f"{100 * cpu_seconds / (wall_seconds * torch.get_num_threads()):.0f}%"
 
 
 # --- memory ----------------------------------------------------------------------------------------

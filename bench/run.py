@@ -28,12 +28,12 @@ sys.path[:0] = [str(BENCH), str(BENCH.parent / "backend")]
 import diffusers  # noqa: E402
 import torch  # noqa: E402
 
-import bench_end_to_end  # noqa: E402
-import bench_export_section  # noqa: E402
-import bench_guidance  # noqa: E402
-import bench_nerf  # noqa: E402
-import bench_speedups  # noqa: E402
-import bench_train_step  # noqa: E402
+import section_end_to_end  # noqa: E402
+import section_export  # noqa: E402
+import section_guidance  # noqa: E402
+import section_nerf  # noqa: E402
+import section_speedups  # noqa: E402
+import section_train_step  # noqa: E402
 from harness import Table, load_average, log, machine_table  # noqa: E402
 from model_sources import SD21_RANDOM, ModelSource  # noqa: E402
 
@@ -130,21 +130,21 @@ def main(argv: list[str] | None = None) -> int:
     source = ModelSource(plan.model, plan.device)
     tables: list[Table] = []
     if "guidance" in sections:
-        tables += bench_guidance.run(source, plan.precisions, plan.timesteps, plan.guidance_repeats,
+        tables += section_guidance.run(source, plan.precisions, plan.timesteps, plan.guidance_repeats,
                                      plan.device)[0]
     if "train" in sections:
-        tables += bench_train_step.run(source, plan.step_sizes, plan.step_repeats, plan.device)
+        tables += section_train_step.run(source, plan.step_sizes, plan.step_repeats, plan.device)
     if "speedups" in sections:
-        tables += bench_speedups.run(source, plan.nerf_render_sizes[-1], plan.nerf_log2_table_size,
+        tables += section_speedups.run(source, plan.nerf_render_sizes[-1], plan.nerf_log2_table_size,
                                      plan.step_repeats, plan.device)
     source.release()
     if "nerf" in sections:
-        tables += bench_nerf.run(plan.nerf_points, plan.nerf_render_sizes, plan.nerf_log2_table_size,
+        tables += section_nerf.run(plan.nerf_points, plan.nerf_render_sizes, plan.nerf_log2_table_size,
                                  plan.nerf_repeats, plan.device)
     if "export" in sections:
-        tables += bench_export_section.run(plan.export_resolutions, plan.export_texture_size, plan.export_repeats)
+        tables += section_export.run(plan.export_resolutions, plan.export_texture_size, plan.export_repeats)
     if "e2e" in sections:
-        tables += bench_end_to_end.run(plan.e2e_repeats, plan.e2e_flags, plan.device.type)
+        tables += section_end_to_end.run(plan.e2e_repeats, plan.e2e_flags, plan.device.type)
     out.write_text(report(plan, tables, started, machine), encoding="utf-8")
     log(f"wrote {out}")
     return 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from harness import Table, Timing, log, ratio, seconds, synchronize, time_runs
+from harness import OWN_CPU_NOTE, Table, Timing, log, ratio, seconds, synchronize, time_runs
 from model_sources import PROMPT, ModelSource
 from nfsd_backend.config import NFSD_NEGATIVE_PROMPT
 from nfsd_backend.guidance import Prompts, make_guidance
@@ -104,10 +104,10 @@ def tables(figures: list[GuidanceFigure], source: ModelSource, device: torch.dev
            repeats: dict[str, int]) -> list[Table]:
     cost = Table(f"Guidance step cost ({source.name}, latent batch 1, {device.type})",
                  ["precision", "method", "t", "model evals", "s / step: median (min-max)", "runs",
-                  "s / eval", "UNet share"])
+                  "s / eval", "UNet share", "own CPU"])
     for f in figures:
         cost.add(f.precision, f.method.upper(), f.t, f.evals, f.timing.cell(), len(f.timing.runs),
-                 seconds(f.timing.median / f.evals), f"{100 * f.unet_share:.0f}%")
+                 seconds(f.timing.median / f.evals), f"{100 * f.unet_share:.0f}%", f.timing.cpu_share())
     cost.notes += [
         "model evals = one UNet evaluation per condition per latent; the conditions of one call are batched "
         "(SDS: 1 call of batch 2; NFSD: batch 2 below t=200, 3 from it; SDI: one batch-2 call per inversion "
@@ -116,6 +116,7 @@ def tables(figures: list[GuidanceFigure], source: ModelSource, device: torch.dev
         "warm-up run, SDI without one (its UNet calls have the shape SDS's runs at the same t just warmed up; "
         "at full scale on a CPU an SDI step at t=900 takes minutes).",
         "UNet share = time inside the UNet / wall time of the step; the rest is the rule's own arithmetic.",
+        OWN_CPU_NOTE,
     ]
     by_key = {(f.precision, f.method, f.t): f.timing.median for f in figures}
     ratios = Table("Cost relative to SDS (median s / median s)", ["precision", "t", "NFSD / SDS", "SDI / SDS"])

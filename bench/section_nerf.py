@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from harness import Table, count, log, time_runs
+from harness import OWN_CPU_NOTE, Table, count, log, time_runs
 from nfsd_backend.doctor import check_nerfacc, check_tinycudann
 from nfsd_backend.nerf.cameras import orbit_cameras
 from nfsd_backend.nerf.field import FieldConfig, NerfField
@@ -68,7 +68,7 @@ def run(points: int, render_sizes: list[int], log2_table_size: int, repeats: int
         device: torch.device) -> list[Table]:
     table = Table(f"Hash grid, field and renderer: forward + backward ({device.type}, table 2^{log2_table_size})",
                   ["encoding / sampler", "what", "size", "points", "s: median (min-max)", "points / s",
-                   "pixels / s"])
+                   "pixels / s", "own CPU"])
     for encoding, sampler in backends(device):
         field, renderer = make_field(encoding, sampler, log2_table_size, device)
         label = f"{encoding} / {sampler}"
@@ -85,7 +85,7 @@ def run(points: int, render_sizes: list[int], log2_table_size: int, repeats: int
         for what, fn in (("hash grid", grid), ("field (grid + MLP)", whole_field)):
             log(f"nerf {label} {what} {points} points: {repeats} runs")
             timing = time_runs(fn, repeats, device)
-            table.add(label, what, "—", points, timing.cell(), count(points / timing.median), "—")
+            table.add(label, what, "—", points, timing.cell(), count(points / timing.median), "—", timing.cpu_share())
         for shading in ("albedo", "textureless"):
             for size in render_sizes:
                 counter = PointCounter(field)
@@ -95,7 +95,8 @@ def run(points: int, render_sizes: list[int], log2_table_size: int, repeats: int
                 log(f"nerf {label} render {shading} {size}x{size}: {repeats} runs")
                 timing = time_runs(lambda: render_step(field, renderer, size, shading), repeats, device)
                 table.add(label, f"render, {shading} shading", f"{size}x{size}", counter.points, timing.cell(),
-                          count(counter.points / timing.median), count(size * size / timing.median))
+                          count(counter.points / timing.median), count(size * size / timing.median),
+                          timing.cpu_share())
         del field, renderer
     table.notes += [
         f"median of {repeats} runs after one warm-up. points = positions the hash grid encodes per run "
@@ -104,5 +105,6 @@ def run(points: int, render_sizes: list[int], log2_table_size: int, repeats: int
         "render = one camera, 64 samples per ray, solid background, loss on the pixels, backward into the "
         "field (the renderer recomputes each chunk of rays in backward when there is more than one).",
         "a 512x512 render has 64x the rays of 64x64: its cost is about 64x the 64x64 row.",
+        OWN_CPU_NOTE,
     ]
     return [table]

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from bench_nerf import make_field, render_step
+from section_nerf import make_field, render_step
 from harness import PeakMemory, Table, Timing, log, ratio, time_runs
 from model_sources import ModelSource
 

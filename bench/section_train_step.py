@@ -11,10 +11,11 @@ own configuration for the model (the preset's field, renderer and, for low-vram,
 from __future__ import annotations
 
 import statistics
+import time
 
 import torch
 
-from harness import PeakMemory, Table, log, memory_kind, seconds
+from harness import OWN_CPU_NOTE, PeakMemory, Table, cpu_share, log, memory_kind, seconds
 from model_sources import PROMPT, ModelSource
 from nfsd_backend.config import resolve_generate
 from nfsd_backend.train import Trainer
@@ -40,7 +41,8 @@ def make_trainer(model, size: int, low_vram: bool) -> Trainer:
 def run(source: ModelSource, sizes: list[int], repeats: int, device: torch.device) -> list[Table]:
     memory = memory_kind(device)
     table = Table(f"Training step ({source.name}, NFSD at t={STEP_T}, diffuse shading, {device.type})",
-                  ["setting", "precision", "render size", *[f"{p} s" for p in PHASES], "total s", "it/s", memory])
+                  ["setting", "precision", "render size", *[f"{p} s" for p in PHASES], "total s", "it/s", memory,
+                   "own CPU"])
     for setting in SETTINGS:
         low_vram = setting == "low-vram"
         model = source.build("auto", low_vram=low_vram)
@@ -49,14 +51,17 @@ def run(source: ModelSource, sizes: list[int], repeats: int, device: torch.devic
             log(f"train step {setting} {size}x{size}: {repeats} runs")
             trainer.train_step()  # warm-up; step 0 also fills the occupancy grid, as a run's first step does
             runs: list[dict[str, float]] = []
+            start_cpu = time.process_time()
             with PeakMemory(device) as peak:
                 for _ in range(repeats):
                     runs.append({})
                     trainer.train_step(timings=runs[-1])
+            cpu = time.process_time() - start_cpu
             median = {p: statistics.median(r[p] for r in runs) for p in PHASES}
             total = statistics.median(sum(r.values()) for r in runs)
             table.add(setting, PRECISION_NAMES[model.dtype], size, *[seconds(median[p]) for p in PHASES],
-                      seconds(total), f"{1 / total:.3g}", peak.cell())
+                      seconds(total), f"{1 / total:.3g}", peak.cell(),
+                      cpu_share(cpu, sum(sum(r.values()) for r in runs)))
             log(f"  -> {total:.3g} s, peak {peak.cell()} GiB")
             del trainer
         del model
@@ -66,6 +71,7 @@ def run(source: ModelSource, sizes: list[int], repeats: int, device: torch.devic
         "resolution (512 px for SD: a 64 px render is upsampled first) + VAE encode; backward = the loss's "
         "gradient through the VAE encoder and the renderer into the field, plus the AdamW step.",
         f"memory: {memory}, including the weights and everything else alive in the process.",
+        OWN_CPU_NOTE,
         "low-vram: on CUDA fp16 weights and channels-last, on the CPU the default precision (fp32) and "
         "channels-last; with Stable Diffusion also rays in chunks of 4096 (the preset's setting).",
     ]

@@ -54,7 +54,7 @@ def parameters(run_dir):
     return torch.load(run_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
 
 
-COMMON = ["--method", "sds", "--steps", "16", *SMALL, "--checkpoint-every", "8", "--preview-every", "100",
+COMMON = ["--method", "sds", "--steps", "8", *SMALL, "--checkpoint-every", "4", "--preview-every", "100",
           "--mesh-resolution", "16", "--texture-size", "64"]
 
 
@@ -75,14 +75,14 @@ def test_stop_then_resume_equals_a_straight_run(tmp_path):
         if event["event"] == "cancelled":
             cancelled = event
     assert process.wait(timeout=300) == 3
-    assert cancelled["step"] >= stopped_at and cancelled["step"] < 16
+    assert cancelled["step"] >= stopped_at and cancelled["step"] < 8
     assert parameters(resumed)["step"] == cancelled["step"]
     result = run_subprocess(["generate", "--resume", str(resumed), "--events", "jsonl"])
     assert result.returncode == 0, result.stdout[-2000:]
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["step"] for e in events if e["event"] == "progress"][0] == cancelled["step"] + 1
     a, b = parameters(straight), parameters(resumed)
-    assert a["step"] == b["step"] == 16
+    assert a["step"] == b["step"] == 8
     for key in a["field"]:
         torch.testing.assert_close(a["field"][key], b["field"][key], rtol=0, atol=0)
 

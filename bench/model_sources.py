@@ -1,0 +1,89 @@
+"""The diffusion models the benchmarks run, as `nfsd_backend.diffusion.DiffusionModel`s.
+
+- `sd21-random`: Stable Diffusion 2.1-base's UNet and VAE architectures (configs/*.json, written
+  from the published diffusers configs) with random weights. Compute does not depend on weight
+  values, so this costs exactly what the real model costs, without a download. The text encoder
+  is a stand-in that returns embeddings of SD 2's shape [B, 77, 1024]: the text encoder runs once
+  per prompt, outside the training step.
+- `tiny-random`: the backend's tiny random SD (8x8 latents), for `--quick`.
+- anything else: a real model id, folder or file, loaded by the backend's own `load_model`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from nfsd_backend.config import ModelConfig
+from nfsd_backend.diffusion import DiffusionModel, build_tiny_random, load_model
+from nfsd_backend.diffusion.loading import resolve_dtype
+from nfsd_backend.diffusion.tokenizer import write_word_tokenizer
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+SD21_RANDOM = "sd21-random"
+PROMPT = "a ceramic lion"
+
+
+class StandInTextEncoder(torch.nn.Module):
+    """Token ids [B, L] -> random embeddings [B, L, width], returned like CLIPTextModel's output."""
+
+    def __init__(self, vocab_size: int, width: int):
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab_size, width)
+
+    def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.embed(input_ids),)
+
+
+def _sd21_random_components(seed: int = 0):
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+    def config(name: str) -> dict:
+        return json.loads((CONFIGS / f"sd21_base_{name}.json").read_text(encoding="utf-8"))
+
+    unet_config = config("unet")
+    with tempfile.TemporaryDirectory() as folder:
+        # SD 2's tokenizer pads to 77 tokens; the words only need to cover the benchmark's prompts.
+        tokenizer = write_word_tokenizer(PROMPT.split(), Path(folder), max_length=77)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text_encoder = StandInTextEncoder(len(tokenizer), unet_config["cross_attention_dim"])
+        unet = UNet2DConditionModel.from_config(unet_config)
+        vae = AutoencoderKL.from_config(config("vae"))
+    scheduler = DDIMScheduler.from_config(config("scheduler"))
+    return tokenizer, text_encoder, unet, scheduler, vae
+
+
+class ModelSource:
+    """Builds the named model at a precision and memory setting. The random models are built once
+    and re-wrapped for each setting (building SD's UNet takes ~30 s); a real model is loaded anew."""
+
+    def __init__(self, name: str, device: torch.device):
+        self.name = name
+        self.device = device
+        self._components = None
+
+    def dtype(self, precision: str, low_vram: bool) -> torch.dtype:
+        """The backend's rule: `--low-vram` means fp16 on CUDA whatever the precision."""
+        if low_vram and self.device.type == "cuda":
+            return torch.float16
+        return resolve_dtype(precision, self.device)
+
+    def build(self, precision: str, low_vram: bool = False) -> DiffusionModel:
+        if self.name not in (SD21_RANDOM, "tiny-random"):
+            return load_model(ModelConfig(name=self.name, device=self.device.type, precision=precision,
+                                          low_vram=low_vram))
+        if self._components is None:
+            self._components = _sd21_random_components() if self.name == SD21_RANDOM else build_tiny_random()
+        tokenizer, text_encoder, unet, scheduler, vae = self._components
+        # Wrapping casts and re-lays the modules in place: undo a previous low-vram channels-last.
+        unet.to(memory_format=torch.contiguous_format)
+        vae.to(memory_format=torch.contiguous_format)
+        return DiffusionModel(self.name, tokenizer, text_encoder, unet, scheduler, vae, device=self.device,
+                              dtype=self.dtype(precision, low_vram), low_vram=low_vram)
+
+    def release(self) -> None:
+        self._components = None

@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import BadConfig
 from .nerf.cameras import CameraRanges
-from .nerf.field import FieldConfig
+from .nerf.field import FieldConfig, validate_field_config
 from .nerf.renderer import RenderConfig, validate_render_config
 
 METHODS = ("sds", "nfsd", "sdi")
@@ -368,7 +368,5 @@ def validate_generate(config: GenerateConfig) -> None:
     for name in ("lambda_sparsity", "lambda_opacity"):
         if _number(getattr(t, name), name) < 0:
             raise BadConfig(f"{name} must be >= 0, got {getattr(t, name)}.")
-    try:
-        validate_render_config(t.render)
-    except ValueError as exc:
-        raise BadConfig(f"train.render: {exc}.") from None
+    validate_field_config(t.field)
+    validate_render_config(t.render)

@@ -159,3 +159,25 @@ def test_bad_generate_input(tmp_path, capsys, case):
     if case == "corrupt_checkpoint":
         assert (tmp_path / "run" / CHECKPOINT_NAME).read_bytes() == b"not a checkpoint"
 
+
+
+def test_non_finite_loss_is_reported_and_never_checkpointed(tmp_path, capsys, monkeypatch):
+    from nfsd_backend.diffusion.loading import DiffusionModel
+
+    real_encode = DiffusionModel.encode_images
+    calls = []
+
+    def poisoned(self, rgb):  # the third render goes bad, after a checkpoint at step 2
+        calls.append(1)
+        x = real_encode(self, rgb)
+        return x * float("nan") if len(calls) == 3 else x
+
+    monkeypatch.setattr(DiffusionModel, "encode_images", poisoned)
+    out = tmp_path / "run"
+    code, events = run_cli(["generate", "a red cube", "--out", str(out), "--steps", "6", *SMALL,
+                            "--checkpoint-every", "2"], capsys)
+    assert code == 1 and events[-1]["event"] == "error" and events[-1]["kind"] == "non_finite"
+    assert "step 3" in events[-1]["message"]
+    assert [e["step"] for e in events if e["event"] == "checkpoint"] == [2]
+    state = torch.load(out / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
+    assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["field"].values())

@@ -33,6 +33,24 @@ class FieldConfig:
     normal_eps: float = 0.01  # finite-difference step of the density-gradient normals (field units)
 
 
+def validate_field_config(config: FieldConfig) -> None:
+    """Refuse settings the field cannot use, with a message that names the setting."""
+    if config.density_activation not in DENSITY_ACTIVATIONS:
+        raise BadConfig(f"unknown train.field.density_activation {config.density_activation!r}; "
+                        f"choose one of: {', '.join(DENSITY_ACTIVATIONS)}.")
+    if config.bound <= 0 or config.blob_radius <= 0 or config.normal_eps <= 0:
+        raise BadConfig("train.field.bound, blob_radius and normal_eps must be positive.")
+    if config.mlp_width < 1 or config.mlp_depth < 0:
+        raise BadConfig("train.field.mlp_width must be at least 1 and mlp_depth at least 0.")
+    grid = config.encoding
+    if grid.levels < 1 or grid.features_per_level < 1 or not 4 <= grid.log2_table_size <= 30 or \
+            not 1 <= grid.base_resolution <= grid.finest_resolution:
+        raise BadConfig("train.field.encoding needs levels and features_per_level >= 1, log2_table_size in "
+                        "4..30 and 1 <= base_resolution <= finest_resolution.")
+    if grid.backend not in ("auto", "torch", "tcnn"):
+        raise BadConfig(f"unknown train.field.encoding.backend {grid.backend!r}; choose one of: auto, torch, tcnn.")
+
+
 def _linear(inputs: int, outputs: int, generator: torch.Generator | None) -> torch.nn.Linear:
     """nn.Linear with its usual uniform(+-1/sqrt(fan_in)) init, drawn from `generator`."""
     layer = torch.nn.Linear(inputs, outputs)
@@ -57,11 +75,7 @@ class NerfField(torch.nn.Module):
                  device: torch.device | str = "cpu"):
         super().__init__()
         self.config = config = config or FieldConfig()
-        if config.density_activation not in DENSITY_ACTIVATIONS:
-            raise BadConfig(f"unknown density_activation {config.density_activation!r}; "
-                            f"choose one of: {', '.join(DENSITY_ACTIVATIONS)}.")
-        if config.bound <= 0 or config.blob_radius <= 0 or config.normal_eps <= 0:
-            raise BadConfig("bound, blob_radius and normal_eps must be positive.")
+        validate_field_config(config)
         self.encoding = make_encoding(config.encoding, config.bound, device=device, generator=generator)
         encoded = config.encoding.output_dim
         self.mlp = _mlp(encoded, config.mlp_width, config.mlp_depth, generator)

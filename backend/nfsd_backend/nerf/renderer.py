@@ -58,17 +58,19 @@ class RenderConfig:
 def validate_render_config(config: RenderConfig) -> None:
     """Refuse settings the renderer cannot use, with a message that names the setting."""
     if config.samples_per_ray < 1 or config.chunk_rays < 1:
-        raise BadConfig("samples_per_ray and chunk_rays must be at least 1.")
+        raise BadConfig("train.render.samples_per_ray and chunk_rays must be at least 1.")
     if config.occupancy_resolution < 1 or config.occupancy_update_every < 1 or \
             config.occupancy_samples_per_cell < 1 or config.occupancy_dilation < 0:
-        raise BadConfig("occupancy_resolution, occupancy_update_every and occupancy_samples_per_cell "
+        raise BadConfig("train.render.occupancy_resolution, occupancy_update_every and occupancy_samples_per_cell "
                         "must be at least 1, and occupancy_dilation at least 0.")
     probabilities = (config.albedo_probability, config.diffuse_probability, config.textureless_probability)
     if min(probabilities) < 0 or not math.isclose(sum(probabilities), 1.0, abs_tol=1e-6):
-        raise BadConfig("albedo_probability, diffuse_probability and textureless_probability must be "
+        raise BadConfig("train.render.albedo_probability, diffuse_probability and textureless_probability must be "
                         f">= 0 and sum to 1, got {probabilities}.")
     if not 0.0 <= config.solid_background_probability <= 1.0 or not 0.0 <= config.ambient <= 1.0:
-        raise BadConfig("solid_background_probability and ambient must lie in [0, 1].")
+        raise BadConfig("train.render.solid_background_probability and ambient must lie in [0, 1].")
+    if config.sampler not in ("auto", "torch", "nerfacc"):
+        raise BadConfig(f"unknown train.render.sampler {config.sampler!r}; choose one of: auto, torch, nerfacc.")
 
 
 class RenderableField(Protocol):

@@ -114,3 +114,7 @@ def test_bad_settings_are_refused():
         small_field(density_activation="relu")
     with pytest.raises(BadConfig, match="positive"):
         small_field(blob_radius=0.0)
+    with pytest.raises(BadConfig, match="log2_table_size"):
+        NerfField(FieldConfig(encoding=HashGridConfig(log2_table_size=40)))
+    with pytest.raises(BadConfig, match="backend 'fast'"):
+        NerfField(FieldConfig(encoding=HashGridConfig(backend="fast")))

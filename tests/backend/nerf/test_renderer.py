@@ -240,3 +240,5 @@ def test_bad_settings_are_refused():
         VolumeRenderer(RenderConfig(occupancy_dilation=-1))
     with pytest.raises(BadConfig, match="ambient"):
         VolumeRenderer(RenderConfig(ambient=1.5))
+    with pytest.raises(BadConfig, match="sampler 'fast'"):
+        VolumeRenderer(RenderConfig(sampler="fast"))

@@ -42,11 +42,16 @@ class TrainConfig:
 
     seed: int = 0
     dataset_size: int = 12_000  # rendered images (the run cycles over them, flipped at random)
-    steps: int = 1_800  # optimiser steps
+    steps: int = 1_500  # optimiser steps
     batch_size: int = 32
     learning_rate: float = 8e-4  # AdamW peak, after warm-up; cosine decay to a tenth of it
     warmup_steps: int = 100
     weight_decay: float = 0.01
+    # The epsilon loss at timestep t is weighted by min(1 / abar_t, max_loss_weight). 1 gives the
+    # plain epsilon objective, under which the high noise levels, where colour and shape are
+    # decided, carry almost no gradient in pixel space (the text was ignored); 1 / abar_t alone is
+    # the v-prediction loss (SNR + 1). The model still predicts epsilon.
+    max_loss_weight: float = 20.0
     ema_max_decay: float = 0.999  # EMA with warm-up (decay grows with the step count up to this)
     image_size: int = 32  # the model's resolution (rendered at twice this, area-downsampled)
     unet_channels: tuple[int, ...] = (16, 32, 64)  # per resolution level: 32, 16, 8 pixels
@@ -173,7 +178,9 @@ def train(config: TrainConfig, out: Path, work_dir: Path, sample_every: int, log
         noise = torch.randn(x0.shape, generator=generator)
         x_t = noise_schedule.add_noise(x0, noise, t)
         embeddings = text_encoder(token_ids[index])[0]
-        loss = F.mse_loss(unet(x_t, t, embeddings).sample, noise)
+        weight = (1 / noise_schedule.alphas_cumprod[t]).clamp(max=config.max_loss_weight)
+        error = (unet(x_t, t, embeddings).sample - noise).pow(2).mean((1, 2, 3))
+        loss = (weight * error).mean() / weight.mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)

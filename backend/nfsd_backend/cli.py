@@ -105,6 +105,9 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 # name -> (module, help); each module has add_arguments(parser) and run(args, events) -> exit code.
 COMMANDS = {
+    "generate": ("nfsd_backend.train", "text -> NeRF by score distillation -> textured mesh"),
+    "image": ("nfsd_backend.image2d", "2-D distillation of one image: a quick look at a prompt and method"),
+    "export": ("nfsd_backend.reexport", "extract the textured mesh again from a run's checkpoint"),
     "doctor": ("nfsd_backend.doctor", "check torch, CUDA, accelerators and cached models"),
 }
 
@@ -127,15 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     jsonl = getattr(args, "events", None) == "jsonl"
     events = EventStream(jsonl=sys.stdout if jsonl else None, listeners=[] if jsonl else [ConsoleProgress()])
-    out = getattr(args, "out", None)
     try:
         return args.run(args, events)
     except NfsdError as exc:
-        _log_to_run(out, logging.ERROR, f"{exc.kind}: {exc.message}")
+        _log_to_run(_run_dir(args), logging.ERROR, f"{exc.kind}: {exc.message}")
         events.emit("error", kind=exc.kind, message=exc.message)
         return exc.exit_code
     except Exception as exc:  # a bug: full traceback in the log, one line for the user
-        log_path = _log_to_run(out, logging.ERROR, "internal error", exc_info=True)
+        log_path = _log_to_run(_run_dir(args), logging.ERROR, "internal error", exc_info=True)
         where = f"; the traceback is in {log_path}" if log_path else ""
         if log_path is None:
             logging.getLogger("nfsd").addHandler(logging.StreamHandler(sys.stderr))
@@ -145,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         events.detach()
         detach_logs()
+
+
+def _run_dir(args: argparse.Namespace) -> Path | None:
+    """The run folder a command works in, once known (commands may set `args.out` as they go)."""
+    return getattr(args, "out", None) or getattr(args, "resume", None)
 
 
 def _log_to_run(out: Path | None, level: int, message: str, exc_info: bool = False) -> Path | None:

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadConfig
+from .nerf.cameras import CameraRanges
+from .nerf.field import FieldConfig
+from .nerf.renderer import RenderConfig, validate_render_config
 
 METHODS = ("sds", "nfsd", "sdi")
 WEIGHTINGS = ("sds", "uniform", "fantasia3d", "x0")
@@ -92,7 +95,9 @@ class ExportConfig:
 
     mesh_resolution: int = 256  # density grid samples per axis
     texture_size: int = 1024  # baked base-colour texture, pixels per side
-    threshold: float | None = None  # density iso-level; None = auto (see export.mesh)
+    # Density iso-level; None = auto: half-way between the density of empty space (median on the
+    # grid's faces) and inside the object (99.9th percentile), see export/mesh.py.
+    threshold: float | None = None
     max_faces: int = 50_000  # decimation budget before UV unwrapping
     min_component_fraction: float = 0.05  # drop pieces smaller than this share of the largest
     smooth_iterations: int = 0  # Taubin smoothing passes; 0 = off
@@ -251,3 +256,119 @@ def validate_export(config: ExportConfig) -> None:
         raise BadConfig(f"min_component_fraction must be in [0, 1), got {config.min_component_fraction}.")
     if _number(config.smooth_iterations, "smooth_iterations", integer=True) < 0:
         raise BadConfig(f"smooth_iterations must be >= 0, got {config.smooth_iterations}.")
+
+
+# --- nfsd generate ---------------------------------------------------------------------------
+
+PRESETS = ("draft", "standard", "high")
+SMALL_MODELS = ("toy-shapes", "tiny-random")  # CPU-sized models get CPU-sized presets
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation of the NeRF (DESIGN.md, NFSD paper section 5)."""
+
+    lr: float = 0.01  # AdamW learning rate of the hash-grid encoding (papers: 0.01)
+    lr_mlp: float = 0.01  # AdamW learning rate of the density and albedo MLPs
+    lr_background: float = 0.001  # AdamW learning rate of the environment MLP
+    render_size: int = 64  # render resolution (pixels per side) early in the run
+    render_size_late: int | None = 512  # resolution after render_size_switch_at; None = never switch
+    render_size_switch_at: float = 0.2  # fraction of the run at which render_size_late takes over
+    lambda_sparsity: float = 1.0  # weight of the mean opacity: discourages floaters and fog
+    lambda_opacity: float = 0.0  # weight of the opacity's binary entropy: pushes alpha to 0 or 1
+    preview_every: int = 100  # steps between preview renders
+    preview_size: int = 128  # pixels per side of each preview view
+    checkpoint_every: int = 500  # steps between checkpoints (one is also written on stop and at the end)
+    cameras: CameraRanges = field(default_factory=CameraRanges)  # training camera distribution
+    field: FieldConfig = dataclasses.field(default_factory=FieldConfig)  # the NeRF: bound, hash grid, MLP, initial blob
+    render: RenderConfig = dataclasses.field(default_factory=RenderConfig)  # ray sampling, occupancy grid, shading mix
+
+
+@dataclass
+class GenerateConfig:
+    """`nfsd generate`: everything that defines a run (feed a run's config.json back to repeat it)."""
+
+    prompt: str = ""
+    seed: int = 0  # fixes the initialisation, cameras, shading, timesteps and noise
+    steps: int | None = None  # optimisation steps; None = the preset's
+    preset: str = "standard"  # draft | standard | high: steps and render sizes
+    model: ModelConfig = field(default_factory=ModelConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+
+def preset_settings(preset: str, model_name: str, low_vram: bool) -> dict[str, Any]:
+    """What a preset sets, as config keys (anything given explicitly overrides it).
+
+    Stable Diffusion: `high` is the NFSD paper's schedule (25k steps, 64 then 512 px);
+    `standard` and `draft` shorten it and cap the late resolution. CPU-sized models see 32-64 px,
+    so their renders stay at 64 px and the runs are minutes long.
+    """
+    if preset not in PRESETS:
+        raise BadConfig(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}.")
+    if model_name in SMALL_MODELS:
+        steps = {"draft": 600, "standard": 1500, "high": 4000}[preset]
+        # A 64 px render needs no 4096-cell finest level nor a 2^19 table: a smaller grid trains
+        # several times faster on a CPU and draws the same primitives.
+        nerf = {"field": {"encoding": {"levels": 12, "log2_table_size": 16, "finest_resolution": 512}},
+                "render": {"samples_per_ray": 48}}
+        return {"steps": steps, "train": {"render_size": 64, "render_size_late": None, "preview_every": 50,
+                                          "checkpoint_every": 200, **nerf},
+                "export": {"mesh_resolution": {"draft": 128, "standard": 192, "high": 256}[preset],
+                           "texture_size": {"draft": 512, "standard": 1024, "high": 1024}[preset]}}
+    steps = {"draft": 2500, "standard": 10000, "high": 25000}[preset]
+    late = {"draft": 128, "standard": 256, "high": 512}[preset]
+    train: dict[str, Any] = {"render_size_late": late}
+    if low_vram:
+        # 512x512 renders with their graph do not fit next to fp16 SD in 8 GB; smaller ray chunks
+        # keep fewer activations alive (each chunk is recomputed in backward).
+        train = {"render_size_late": min(late, 256), "render": {"chunk_rays": 4096}}
+    return {"steps": steps, "train": train}
+
+
+def method_settings(method: str) -> dict[str, Any]:
+    """Per-method defaults of the 3-D runs: NFSD lowers t_max from 0.98 to 0.5 at 20% (the paper's
+    schedule, together with the resolution switch)."""
+    if method == "nfsd":
+        return {"guidance": {"t_anneal_at": 0.2, "t_max_annealed": 0.5}}
+    return {}
+
+
+def resolve_generate(settings: dict[str, Any]) -> GenerateConfig:
+    """Defaults < preset < per-method defaults < the given settings (config file, then flags)."""
+    probe = from_dict(GenerateConfig, settings)
+    base = merge(preset_settings(probe.preset, probe.model.name, probe.model.low_vram),
+                 method_settings(probe.guidance.method))
+    config = from_dict(GenerateConfig, merge(base, settings))
+    return dataclasses.replace(config, guidance=resolve_guidance(config.guidance))
+
+
+def validate_generate(config: GenerateConfig) -> None:
+    validate_prompt(config.prompt)
+    validate_steps(config.steps)
+    _number(config.seed, "seed", integer=True)
+    validate_model(config.model)
+    validate_guidance(config.guidance)
+    validate_export(config.export)
+    t = config.train
+    for name in ("lr", "lr_mlp", "lr_background"):
+        if _number(getattr(t, name), name) <= 0:
+            raise BadConfig(f"{name} must be positive, got {getattr(t, name)}.")
+    for name in ("render_size", "preview_size"):
+        if not 16 <= _number(getattr(t, name), name, integer=True) <= 2048:
+            raise BadConfig(f"{name} must be in 16..2048 pixels, got {getattr(t, name)}.")
+    if t.render_size_late is not None and not 16 <= _number(t.render_size_late, "render_size_late", integer=True) <= 2048:
+        raise BadConfig(f"render_size_late must be in 16..2048 pixels (or null), got {t.render_size_late}.")
+    if not 0 <= _number(t.render_size_switch_at, "render_size_switch_at") <= 1:
+        raise BadConfig(f"render_size_switch_at is a fraction of the run in [0, 1], got {t.render_size_switch_at}.")
+    for name in ("preview_every", "checkpoint_every"):
+        if _number(getattr(t, name), name, integer=True) < 1:
+            raise BadConfig(f"{name} must be at least 1, got {getattr(t, name)}.")
+    for name in ("lambda_sparsity", "lambda_opacity"):
+        if _number(getattr(t, name), name) < 0:
+            raise BadConfig(f"{name} must be >= 0, got {getattr(t, name)}.")
+    try:
+        validate_render_config(t.render)
+    except ValueError as exc:
+        raise BadConfig(f"train.render: {exc}.") from None

@@ -8,6 +8,7 @@ convention: they look down their local -Z with +Y up.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +40,9 @@ class Cameras:
     @property
     def positions(self) -> torch.Tensor:
         return self.c2w[:, :3, 3]
+
+    def to(self, device: torch.device | str) -> "Cameras":
+        return Cameras(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
 
 
 def orbit_cameras(azimuth_deg, elevation_deg, distance, fovy_deg) -> Cameras:

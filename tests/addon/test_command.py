@@ -1,0 +1,102 @@
+"""Command lines built from the panel's settings, the backend's environment, run folder names."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from blender_nfsd.command import (GenerateSettings, backend_environment, doctor_command, export_command,
+                                  generate_command, override_config, run_folder_name, settings_problem)
+
+
+def test_generate_command_with_every_flag():
+    settings = GenerateSettings(prompt="a ceramic lion", negative_prompt="blurry", method="sdi",
+                                guidance_scale=9.0, preset="high", steps=500, seed=7, model="toy-shapes",
+                                device="cuda", precision="fp16", low_vram=True, mesh_resolution=384,
+                                texture_size=2048)
+    assert generate_command("/venv/bin/python", settings, "/runs/lion", "/runs/lion/o.json") == [
+        "/venv/bin/python", "-m", "nfsd_backend", "generate", "a ceramic lion", "--out", "/runs/lion",
+        "--events", "jsonl", "--control", "stdin", "--method", "sdi", "--guidance-scale", "9.0",
+        "--negative-prompt", "blurry", "--preset", "high", "--seed", "7", "--model", "toy-shapes",
+        "--device", "cuda", "--precision", "fp16", "--mesh-resolution", "384", "--texture-size", "2048",
+        "--steps", "500", "--low-vram", "--config", "/runs/lion/o.json"]
+
+
+@pytest.mark.parametrize("method, scale", [("nfsd", "7.5"), ("sdi", "7.5"), ("sds", "100.0")])
+def test_unset_guidance_scale_is_the_methods_paper_default(method, scale):
+    command = generate_command("py", GenerateSettings(prompt="x", method=method), "/out")
+    assert command[command.index("--guidance-scale") + 1] == scale
+
+
+def test_defaults_leave_steps_to_the_preset_and_send_no_config():
+    command = generate_command("py", GenerateSettings(prompt="x"), "/out")
+    assert "--steps" not in command and "--low-vram" not in command and "--config" not in command
+    assert command[command.index("--preset") + 1] == "standard"
+    assert command[command.index("--negative-prompt") + 1].startswith("unrealistic, blurry")
+
+
+def test_an_empty_negative_prompt_is_sent_as_empty():
+    command = generate_command("py", GenerateSettings(prompt="x", negative_prompt=""), "/out")
+    assert command[command.index("--negative-prompt") + 1] == ""
+
+
+def test_override_config_only_for_changed_advanced_settings():
+    assert override_config(GenerateSettings(prompt="x")) == {}
+    custom = GenerateSettings(prompt="x", method="nfsd", timestep_range="custom", t_min=0.1, t_max=0.6)
+    assert override_config(custom) == {"guidance": {"t_min": 0.1, "t_max": 0.6}}
+    sdi = GenerateSettings(prompt="x", method="sdi", timestep_range="custom", t_min=0.3, t_max=0.9)
+    assert override_config(sdi) == {"guidance": {"sdi_t_lo": 0.3, "sdi_t_hi": 0.9}}
+    schedule = GenerateSettings(prompt="x", render_schedule="64-512")
+    assert override_config(schedule) == {"train": {"render_size": 64, "render_size_late": 512}}
+    fixed = GenerateSettings(prompt="x", render_schedule="64")
+    assert override_config(fixed) == {"train": {"render_size": 64, "render_size_late": None}}
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"prompt": "  "}, "The prompt is empty"),
+    ({"method": "dds"}, "Unknown method 'dds'"),
+    ({"model": ""}, "No model is set"),
+    ({"timestep_range": "custom", "t_min": 0.7, "t_max": 0.5}, "The timestep range 0.7..0.5 is empty"),
+    ({"render_schedule": "4k"}, "Unknown render schedule '4k'"),
+])
+def test_settings_problems(changes, problem):
+    settings = GenerateSettings.from_mapping({"prompt": "a lion", **changes})
+    message = settings_problem(settings)
+    assert message is not None and message.startswith(problem)
+
+
+def test_good_settings_have_no_problem():
+    assert settings_problem(GenerateSettings(prompt="a lion", timestep_range="custom", t_min=0.2, t_max=0.5)) is None
+
+
+def test_settings_mapping_round_trip_and_typos():
+    settings = GenerateSettings(prompt="a lion", seed=4)
+    assert GenerateSettings.from_mapping(settings.to_dict()) == settings
+    with pytest.raises(KeyError, match="guidance"):
+        GenerateSettings.from_mapping({"prompt": "x", "guidance": 3})
+
+
+def test_export_and_doctor_commands():
+    assert export_command("py", "/runs/lion", 384, 2048) == [
+        "py", "-m", "nfsd_backend", "export", "/runs/lion", "--mesh-resolution", "384", "--texture-size", "2048",
+        "--events", "jsonl"]
+    assert doctor_command("py") == ["py", "-m", "nfsd_backend", "doctor", "--json"]
+
+
+def test_environment_goes_offline_without_online_access():
+    base = {"PATH": "/bin", "HF_HOME": "/models"}
+    online = backend_environment(base, online_access=True)
+    offline = backend_environment(base, online_access=False)
+    assert "HF_HUB_OFFLINE" not in online and offline["HF_HUB_OFFLINE"] == "1"
+    assert offline["PATH"] == "/bin" and offline["HF_HOME"] == "/models"
+    assert online["PYTHONIOENCODING"] == "utf-8"
+    assert "HF_HUB_OFFLINE" not in base  # the caller's mapping is not changed
+
+
+def test_run_folder_names():
+    when = datetime(2025, 3, 4, 5, 6, 7)
+    assert run_folder_name("A ceramic Lion!", when) == "a-ceramic-lion-20250304-050607"
+    assert run_folder_name("  ??? ", when) == "run-20250304-050607"
+    long = run_folder_name("word " * 30, when)
+    assert long == "word-word-word-word-word-word-word-word-20250304-050607"

@@ -1,0 +1,51 @@
+"""Generate in Blender with the real backend: the `tiny-random` model on the CPU for a few steps,
+this test's Python as the backend interpreter, the timer's drain function driven until the mesh
+is in the scene. Needs `nfsd generate` (the training issue) on the branch."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def test_generate_with_the_real_backend(addon, drive, monkeypatch):
+    bpy = addon.bpy
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2] / "backend"))  # not the fake
+    prefs = bpy.context.preferences.addons[addon.package].preferences
+    prefs.backend_python = sys.executable
+    prefs.model = "tiny-random"
+    prefs.device = "cpu"
+    scene = bpy.context.scene.nfsd
+    scene.prompt = "a small test object"
+    scene.preset = "draft"
+    scene.steps = 4
+    scene.seed = 1
+    scene.mesh_resolution = 32
+    scene.texture_size = 64
+    bpy.context.scene.cursor.location = (0.0, 0.0, 1.0)
+    before = set(bpy.data.objects)
+
+    assert bpy.ops.nfsd.generate() == {"FINISHED"}
+    state = bpy.context.window_manager.nfsd_job
+    runtime = addon.module("runtime")
+    drive(lambda: state.state in ("done", "cancelled", "failed"), runtime.drain, "the real backend")
+    assert state.state == "done", f"{state.error_message}\n{state.error_log}"
+
+    assert (state.step, state.total_steps) == (4, 4)
+    assert state.preview_step >= 1 and bpy.data.images[state.preview_image].size[0] > 0
+    meshes = [obj for obj in bpy.data.objects if obj not in before and obj.type == "MESH"]
+    assert len(meshes) == 1
+    obj = meshes[0]
+    assert [c.name for c in obj.users_collection] == ["a small test object"]
+    assert tuple(obj.matrix_world.translation) == pytest.approx((0.0, 0.0, 1.0))  # at the 3D cursor
+    assert len(obj.data.polygons) > 0 and len(obj.data.uv_layers) == 1
+    assert any(node.type == "TEX_IMAGE" and node.image is not None
+               for slot in obj.material_slots for node in slot.material.node_tree.nodes)
+    assert (obj["prompt"], obj["seed"], obj["steps"], obj["model"], obj["method"]) == (
+        "a small test object", 1, 4, "tiny-random", "nfsd")
+    assert Path(obj["run_dir"]) == Path(state.run_dir)
+    job = runtime.current.job
+    drive(lambda: job.exited, job.poll, "the backend to exit")
+    assert job.process.returncode == 0

@@ -1,0 +1,78 @@
+"""Bad input: exit code 2, one `error` event with kind bad_config, nothing written but the log."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .cli_helpers import run_cli, run_subprocess
+
+BASE = ["--model", "tiny-random", "--device", "cpu", "--steps", "2"]
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["image", "   "], "prompt is empty"),
+    (["image", "a cube", "--method", "vsd"], "unknown method 'vsd'"),
+    (["image", "a cube", "--guidance-scale", "5000"], "outside the sane range"),
+    (["image", "a cube", "--steps", "0"], "steps must be at least 1"),
+    (["image", "a cube", "--nfsd-threshold", "-5"], "nfsd_threshold"),
+    (["image", "a cube", "--model", "./no/such/model"], "does not exist"),
+    (["image", "a cube", "--compare", "sds,foo"], "unknown method in --compare 'foo'"),
+])
+def test_bad_settings(tmp_path, capsys, argv, fragment):
+    out = tmp_path / "run"
+    code, events = run_cli([*argv[:2], "--out", str(out), *BASE, *argv[2:]], capsys)
+    assert code == 2
+    assert [e["event"] for e in events] == ["error"]
+    assert events[0]["kind"] == "bad_config" and fragment in events[0]["message"]
+    assert "\n" not in events[0]["message"]
+    assert [p.name for p in out.iterdir()] == ["nfsd.log"]
+    assert fragment in (out / "nfsd.log").read_text()
+
+
+def test_bad_config_file(tmp_path, capsys):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"prompt": "a cube", "guidance": {"scale": 3}}))
+    code, events = run_cli(["image", "--config", str(config), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and events[0]["kind"] == "bad_config" and "guidance.scale" in events[0]["message"]
+    config.write_text("{not json")
+    code, events = run_cli(["image", "--config", str(config), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "not valid JSON" in events[0]["message"]
+
+
+def test_unreadable_model_path(tmp_path, capsys):
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"x")
+    model.chmod(0)
+    code, events = run_cli(["image", "a cube", "--out", str(tmp_path / "r"), *BASE, "--model", str(model)], capsys)
+    model.chmod(0o600)
+    import os
+    if os.geteuid() == 0:  # root reads any file: the permission case cannot happen, the load fails instead
+        assert code == 2 and events[-1]["kind"] == "model_not_found"
+    else:
+        assert code == 2 and events[0]["kind"] == "bad_config" and "cannot read" in events[0]["message"]
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    code, events = run_cli(["image", "a cube", "--out", str(out), *BASE], capsys)
+    assert code == 2 and "already holds a run" in events[0]["message"]
+    assert (out / "config.json").read_text() == "{}"
+
+
+def test_missing_model_offline_subprocess(tmp_path):
+    result = run_subprocess(["image", "a cube", "--out", str(tmp_path / "r"), "--model", "someone/missing-model",
+                             "--steps", "1", "--device", "cpu", "--events", "jsonl"])
+    assert result.returncode == 2
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[-1]["event"] == "error" and events[-1]["kind"] == "model_not_found"
+    assert "someone/missing-model" in events[-1]["message"] and "Traceback" not in result.stderr
+
+
+def test_human_mode_error_is_one_line_without_traceback(tmp_path):
+    result = run_subprocess(["image", "", "--out", str(tmp_path / "r")])
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0 and "prompt is empty" in result.stderr

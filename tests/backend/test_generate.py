@@ -1,0 +1,161 @@
+"""`nfsd generate` end to end on tiny-random: event order, run folder, mesh, resume, control,
+bad input. Small sizes keep each run to seconds on a CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import trimesh
+
+from nfsd_backend.checkpoint import CHECKPOINT_NAME
+
+from .cli_helpers import run_cli, run_subprocess, start_backend
+
+# A field and renderer small enough for seconds-long runs; the code paths are those of a real run.
+SMALL_CONFIG = Path(__file__).resolve().parent / "small_generate_config.json"
+SMALL = ["--config", str(SMALL_CONFIG), "--model", "tiny-random", "--device", "cpu", "--render-size", "32",
+         "--render-size-late", "48", "--mesh-resolution", "48", "--texture-size", "128", "--preview-every", "10",
+         "--checkpoint-every", "10"]
+
+
+def test_generate_events_files_and_mesh(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, events = run_cli(["generate", "a red cube", "--out", str(out), "--steps", "20", *SMALL], capsys)
+    assert code == 0, events[-1]
+    kinds = [e["event"] for e in events]
+    train = ["progress"] * 10 + ["preview", "checkpoint"]
+    export_stages = [e for e in events if e["event"] == "stage" and e["name"] == "export"]
+    assert kinds == ["start", "stage", "stage"] + train * 2 + ["stage"] * len(export_stages) + ["done"]
+    assert [e["name"] for e in events if e["event"] == "stage"][:2] == ["load_model", "train"]
+    assert len(export_stages) >= 1
+    start = events[0]
+    assert start["total_steps"] == 20 and start["method"] == "nfsd" and start["device"] == "cpu"
+    assert start["config"]["guidance"]["t_anneal_at"] == 0.2  # NFSD's paper schedule
+    assert [e["step"] for e in events if e["event"] == "progress"] == list(range(1, 21))
+    done = events[-1]
+    assert done["mesh"] == str(out / "mesh" / "model.glb") and done["obj"] == str(out / "mesh" / "model.obj")
+    for name in ("config.json", "events.jsonl", "nfsd.log", "previews/latest.png", "previews/step_000010.png",
+                 "previews/step_000020.png", str(CHECKPOINT_NAME), "mesh/model.glb", "mesh/model.obj",
+                 "mesh/model.mtl", "mesh/texture.png"):
+        assert (out / name).is_file(), name
+    scene = trimesh.load(out / "mesh" / "model.glb")
+    mesh = next(iter(scene.geometry.values())) if isinstance(scene, trimesh.Scene) else scene
+    assert len(mesh.faces) > 0 and mesh.visual.uv is not None
+    written = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert written == events
+
+
+def parameters(run_dir):
+    return torch.load(run_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
+
+
+COMMON = ["--method", "sds", "--steps", "16", *SMALL, "--checkpoint-every", "8", "--preview-every", "100",
+          "--mesh-resolution", "16", "--texture-size", "64"]
+
+
+def test_stop_then_resume_equals_a_straight_run(tmp_path):
+    straight = tmp_path / "straight"
+    assert run_subprocess(["generate", "a red cube", "--out", str(straight), *COMMON]).returncode == 0
+    # The same run stopped after its first checkpoint (stdin closes after `stop`), then resumed.
+    resumed = tmp_path / "resumed"
+    process = start_backend(["generate", "a red cube", "--out", str(resumed), *COMMON, "--control", "stdin"],
+                            stdin=subprocess.PIPE)
+    stopped_at = None
+    for line in process.stdout:
+        event = json.loads(line)
+        if event["event"] == "checkpoint" and stopped_at is None:
+            process.stdin.write("stop\n")
+            process.stdin.flush()
+            stopped_at = event["step"]
+        if event["event"] == "cancelled":
+            cancelled = event
+    assert process.wait(timeout=300) == 3
+    assert cancelled["step"] >= stopped_at and cancelled["step"] < 16
+    assert parameters(resumed)["step"] == cancelled["step"]
+    result = run_subprocess(["generate", "--resume", str(resumed), "--events", "jsonl"])
+    assert result.returncode == 0, result.stdout[-2000:]
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["step"] for e in events if e["event"] == "progress"][0] == cancelled["step"] + 1
+    a, b = parameters(straight), parameters(resumed)
+    assert a["step"] == b["step"] == 16
+    for key in a["field"]:
+        torch.testing.assert_close(a["field"][key], b["field"][key], rtol=0, atol=0)
+
+
+def test_export_request_stops_training_and_exports(tmp_path):
+    out = tmp_path / "run"
+    process = start_backend(["generate", "a red cube", "--out", str(out), "--steps", "400", *SMALL,
+                             "--control", "stdin"], stdin=subprocess.PIPE)
+    kinds = []
+    for line in process.stdout:
+        event = json.loads(line)
+        kinds.append(event["event"])
+        if event["event"] == "progress" and event["step"] == 3:
+            process.stdin.write("export\n")
+            process.stdin.flush()
+    assert process.wait(timeout=300) == 0
+    assert kinds[-1] == "done" and "cancelled" not in kinds
+    assert kinds.count("progress") < 400
+    assert (out / "mesh" / "model.glb").is_file() and (out / CHECKPOINT_NAME).is_file()
+
+
+def test_closed_stdin_means_stop(tmp_path):
+    out = tmp_path / "run"
+    result = run_subprocess(["generate", "a red cube", "--out", str(out), "--steps", "400", *SMALL,
+                             "--events", "jsonl", "--control", "stdin"], stdin="")
+    assert result.returncode == 3
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[-1]["event"] == "cancelled" and events[-1]["checkpoint"] == str(out / CHECKPOINT_NAME)
+    assert not (out / "mesh").exists()
+
+
+def test_sigterm_means_stop(tmp_path):
+    out = tmp_path / "run"
+    process = start_backend(["generate", "a red cube", "--out", str(out), "--steps", "400", *SMALL])
+    for line in process.stdout:
+        if json.loads(line)["event"] == "progress":
+            process.terminate()
+            break
+    rest = [json.loads(line)["event"] for line in process.stdout]
+    assert process.wait(timeout=300) == 3 and rest[-1] == "cancelled"
+
+
+def test_reexport_from_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(["generate", "a red cube", "--out", str(out), *COMMON], capsys)[0] == 0
+    first = (out / "mesh" / "model.glb").stat().st_mtime_ns
+    time.sleep(0.01)
+    code, events = run_cli(["export", str(out), "--mesh-resolution", "24", "--texture-size", "64"], capsys)
+    assert code == 0 and events[-1]["event"] == "done" and events[0]["name"] == "export"
+    assert (out / "mesh" / "model.glb").stat().st_mtime_ns > first
+    code, events = run_cli(["export", str(out), "--threshold", "1e9"], capsys)
+    assert code == 1 and events[-1]["kind"] == "empty_geometry"
+    assert (out / "mesh" / "model.glb").is_file()  # the earlier result survives
+
+
+@pytest.mark.parametrize("case", ["unwritable_out", "corrupt_checkpoint", "missing_out", "resume_not_a_run"])
+def test_bad_generate_input(tmp_path, capsys, case):
+    if case == "unwritable_out":
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        argv, fragment = ["generate", "a cube", "--out", str(blocker / "run"), *SMALL], "cannot write to the output"
+    elif case == "corrupt_checkpoint":
+        run = tmp_path / "run"
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"prompt": "a cube", "model": {"name": "tiny-random"}}))
+        (run / CHECKPOINT_NAME).write_bytes(b"not a checkpoint")
+        argv, fragment = ["generate", "--resume", str(run)], "corrupt"
+    elif case == "missing_out":
+        argv, fragment = ["generate", "a cube", *SMALL], "--out"
+    else:
+        argv, fragment = ["generate", "--resume", str(tmp_path)], "not a run folder"
+    code, events = run_cli(argv, capsys)
+    assert code == 2 and events[-1]["kind"] == "bad_config" and fragment in events[-1]["message"]
+    if case == "corrupt_checkpoint":
+        assert (tmp_path / "run" / CHECKPOINT_NAME).read_bytes() == b"not a checkpoint"
+

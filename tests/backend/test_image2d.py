@@ -1,0 +1,72 @@
+"""`nfsd image` end to end on tiny-random: files, event sequence, determinism, comparison grid."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from .cli_helpers import run_cli, run_subprocess
+
+ARGS = ["--model", "tiny-random", "--device", "cpu", "--steps", "6", "--preview-every", "3"]
+
+
+def test_image_run_writes_files_and_events_in_order(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, events = run_cli(["image", "a red cube", "--out", str(out), "--seed", "3", *ARGS], capsys)
+    assert code == 0
+    kinds = [e["event"] for e in events]
+    assert kinds == (["start", "stage", "stage"] + ["progress"] * 3 + ["preview"] + ["progress"] * 3
+                     + ["preview", "done"])
+    assert [e["name"] for e in events if e["event"] == "stage"] == ["load_model", "train"]
+    assert all(e["v"] == 1 and isinstance(e["time"], float) for e in events)
+    progress = [e for e in events if e["event"] == "progress"]
+    assert [p["step"] for p in progress] == list(range(1, 7))
+    assert all(p["total_steps"] == 6 and 20 <= p["timestep"] <= 980 for p in progress)
+    assert {"loss", "elapsed_s", "eta_s", "it_per_s"} <= set(progress[0])
+    assert events[-1]["image"] == str(out / "final.png")
+    assert sorted(p.name for p in (out / "previews").iterdir()) == ["latest.png", "step_000003.png", "step_000006.png"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["prompt"] == "a red cube" and config["guidance"]["guidance_scale"] == 7.5
+    assert config["guidance"]["method"] == "nfsd" and config["seed"] == 3
+    written = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert written == events
+    assert Image.open(out / "final.png").size == (64, 64)
+
+
+def test_same_seed_same_image_and_config_reproduces(tmp_path, capsys):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert run_cli(["image", "a red cube", "--out", str(a), "--seed", "1", *ARGS], capsys)[0] == 0
+    assert run_cli(["image", "a red cube", "--out", str(b), "--seed", "1", *ARGS], capsys)[0] == 0
+    assert run_cli(["image", "--config", str(a / "config.json"), "--out", str(c)], capsys)[0] == 0
+    first = np.asarray(Image.open(a / "final.png"))
+    assert np.array_equal(first, np.asarray(Image.open(b / "final.png")))
+    assert np.array_equal(first, np.asarray(Image.open(c / "final.png")))
+    other = tmp_path / "d"
+    assert run_cli(["image", "a red cube", "--out", str(other), "--seed", "2", *ARGS], capsys)[0] == 0
+    assert not np.array_equal(first, np.asarray(Image.open(other / "final.png")))
+
+
+def test_compare_runs_each_method_and_writes_a_grid(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code, events = run_cli(["image", "a blue sphere", "--out", str(out), "--compare", "sds,nfsd,sdi", *ARGS], capsys)
+    assert code == 0
+    assert [e["message"].split(":")[0] for e in events if e["event"] == "stage"][1:] == ["sds", "nfsd", "sdi"]
+    assert [e["step"] for e in events if e["event"] == "progress"] == list(range(1, 19))
+    grid = Image.open(out / "compare.png")
+    finals = [Image.open(out / f"final_{m}.png") for m in ("sds", "nfsd", "sdi")]
+    assert grid.width == 3 * 256 and grid.height > 256  # three upscaled tiles and a caption strip
+    assert events[-1]["image"] == str(out / "compare.png")
+    tile = np.asarray(grid)[:256, 256:512]
+    assert np.array_equal(tile[::4, ::4], np.asarray(finals[1]))  # nearest-neighbour x4: nfsd in the middle
+
+
+def test_jsonl_mode_prints_only_events_and_progress_bar_mode_prints_none(tmp_path):
+    result = run_subprocess(["image", "a red cube", "--out", str(tmp_path / "j"), "--events", "jsonl", *ARGS])
+    assert result.returncode == 0, result.stderr
+    kinds = [json.loads(line)["event"] for line in result.stdout.splitlines()]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    human = run_subprocess(["image", "a red cube", "--out", str(tmp_path / "h"), *ARGS])
+    assert human.returncode == 0 and human.stdout == ""
+    assert "step" in human.stderr and "done in" in human.stderr

@@ -1,0 +1,177 @@
+"""Sampling the `toy-shapes` model, and judging its pictures: which colour is the object, which
+primitive is its silhouette. Used by the training script (progress grids) and the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from toy_shapes_data import COLOURS
+
+
+def encode_captions(text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, captions: list[str]) -> torch.Tensor:
+    """Token embeddings [B,L,D] the way Stable Diffusion makes them: padded to the tokenizer's
+    length, no attention mask, the text encoder's last hidden state."""
+    ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids
+    return text_encoder(ids.to(text_encoder.device))[0]
+
+
+@torch.no_grad()
+def sample_images(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
+                  scheduler_config: dict, captions: list[str], *, steps: int = 30,
+                  guidance_scale: float = 5.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DDIM samples [B,3,S,S] in [0,1] for `captions`, with classifier-free guidance."""
+    scheduler = DDIMScheduler.from_config(scheduler_config)
+    scheduler.set_timesteps(steps)
+    cond = encode_captions(text_encoder, tokenizer, captions)
+    uncond = encode_captions(text_encoder, tokenizer, [""] * len(captions))
+    embeddings = torch.cat([uncond, cond])
+    size = unet.config.sample_size
+    x = torch.randn(len(captions), unet.config.in_channels, size, size, generator=generator)
+    for t in scheduler.timesteps:
+        eps_uncond, eps_cond = unet(torch.cat([x, x]), t, embeddings).sample.chunk(2)
+        eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+        x = scheduler.step(eps, t, x).prev_sample
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+# --- judging a picture ---------------------------------------------------------------------------
+
+def background_estimate(image: torch.Tensor, iterations: int = 3) -> torch.Tensor:
+    """The background [3,H,W] as a colour ramp (a plane per channel) fitted to the border pixels,
+    refitted on the border pixels that fit best, so an object touching the border is ignored."""
+    _, h, w = image.shape
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    basis = torch.stack([torch.ones_like(xx), xx, yy], -1)  # [H,W,3]
+    border = torch.ones(h, w, dtype=torch.bool)
+    border[2:-2, 2:-2] = False
+    a, b = basis[border], image.permute(1, 2, 0)[border]  # [N,3], [N,C]
+    keep = torch.ones(len(a), dtype=torch.bool)
+    for _ in range(iterations):
+        coef = torch.linalg.lstsq(a[keep], b[keep]).solution
+        residual = (a @ coef - b).norm(dim=-1)
+        keep = residual <= residual.quantile(0.6)
+    return (basis @ coef).permute(2, 0, 1)
+
+
+def object_mask(image: torch.Tensor, threshold: float = 0.08) -> torch.Tensor:
+    """Pixels [H,W] whose colour is at least `threshold` (RGB distance) from the background."""
+    return (image - background_estimate(image)).norm(dim=0) > threshold
+
+
+def enclosed_background(mask: torch.Tensor) -> torch.Tensor:
+    """Background pixels [H,W] that cannot be reached from the image border: holes."""
+    free = ~mask
+    reach = torch.zeros_like(mask)
+    reach[[0, -1], :], reach[:, [0, -1]] = free[[0, -1], :], free[:, [0, -1]]
+    while True:
+        grown = F.max_pool2d(reach[None, None].float(), 3, 1, 1)[0, 0].bool() & free
+        if torch.equal(grown, reach):
+            return free & ~reach
+        reach = grown
+
+
+@dataclass
+class Silhouette:
+    """Measures of an object mask, in its bounding box."""
+
+    aspect: float  # height / width
+    fill: float  # mask area / box area
+    top_width: float  # mean width of the top quarter of rows / the widest row
+    bottom_width: float  # the same for the bottom quarter
+    ellipse_overlap: float  # intersection over union with the ellipse inscribed in the box
+    hole: int  # enclosed background pixels in the middle half of the box (a torus's hole)
+
+
+def _dilate(mask: torch.Tensor) -> torch.Tensor:
+    return F.max_pool2d(mask[None, None].float(), 3, 1, 1)[0, 0].bool()
+
+
+def _erode(mask: torch.Tensor) -> torch.Tensor:
+    return ~_dilate(~mask)
+
+
+def silhouette(mask: torch.Tensor) -> Silhouette | None:
+    """The measures of `mask` [H,W], or None when it is empty.
+
+    Shading can match the background along a thin curve inside the object; closing the mask
+    (dilate, erode) mends such cracks, and only holes thicker than that count as holes."""
+    closed = _erode(_dilate(mask))
+    holes = enclosed_background(closed)
+    solid = closed | holes
+    ys, xs = torch.nonzero(solid, as_tuple=True)
+    if len(ys) == 0:
+        return None
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    h, w = y1 - y0, x1 - x0
+    box = solid[y0:y1, x0:x1]
+    widths = box.sum(1).float()
+    quarter = max(1, round(h / 4))
+    yy, xx = torch.meshgrid((torch.arange(h) + 0.5) / h * 2 - 1, (torch.arange(w) + 0.5) / w * 2 - 1,
+                            indexing="ij")
+    ellipse = xx ** 2 + yy ** 2 <= 1
+    middle = (xx.abs() <= 0.5) & (yy.abs() <= 0.5)
+    return Silhouette(aspect=h / w, fill=float(box.float().mean()),
+                      top_width=float(widths[:quarter].mean() / widths.max()),
+                      bottom_width=float(widths[-quarter:].mean() / widths.max()),
+                      ellipse_overlap=float((ellipse & box).sum() / (ellipse | box).sum()),
+                      hole=int((holes[y0:y1, x0:x1] & middle).sum()))
+
+
+def classify_shape(s: Silhouette | None) -> str | None:
+    """Which primitive a silhouette is, from the sides and low elevations the NeRF cameras see
+    (from straight above, a sphere, cylinder and cone all look round)."""
+    if s is None:
+        return None
+    if s.hole >= 2 or s.aspect < 0.8:  # a ring, or a ring seen edge-on (flatter than any other)
+        return "torus"
+    if s.top_width < 0.5 and s.bottom_width > s.top_width + 0.25:  # an apex above a wide base
+        return "cone"
+    if s.ellipse_overlap > 0.9 and 0.9 < s.aspect < 1.1:
+        return "sphere"
+    if s.aspect > 1.19:  # taller than any view of the cube
+        return "cylinder"
+    return "cube"
+
+
+def _hue_saturation(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hue in degrees and HSV saturation of colours [N,3]."""
+    high, low = rgb.max(-1).values, rgb.min(-1).values
+    chroma = high - low
+    r, g, b = rgb.unbind(-1)
+    safe = chroma.clamp(min=1e-6)
+    hue = torch.where(high == r, ((g - b) / safe) % 6,
+                      torch.where(high == g, (b - r) / safe + 2, (r - g) / safe + 4)) * 60
+    return hue, chroma / high.clamp(min=1e-6)
+
+
+REFERENCE_HUES = {name: float(_hue_saturation(torch.tensor([rgb]))[0]) for name, rgb in COLOURS.items()
+                  if name != "white"}
+
+
+def classify_colour(image: torch.Tensor, mask: torch.Tensor, white_saturation: float = 0.3) -> str | None:
+    """The colour name of the object: white when its pixels are unsaturated, otherwise the
+    reference colour nearest to their mean hue (shading scales RGB, which keeps the hue)."""
+    inner = _erode(mask) if _erode(mask).sum() >= 4 else mask
+    pixels = image.permute(1, 2, 0)[inner]
+    if len(pixels) == 0:
+        return None
+    hue, saturation = _hue_saturation(pixels)
+    if saturation.median() < white_saturation:
+        return "white"
+    angle = torch.deg2rad(hue)
+    weight = saturation * pixels.max(-1).values
+    mean = torch.rad2deg(torch.atan2((weight * angle.sin()).sum(), (weight * angle.cos()).sum())) % 360
+    return min(REFERENCE_HUES, key=lambda name: min(abs(mean - REFERENCE_HUES[name]),
+                                                    360 - abs(mean - REFERENCE_HUES[name])))
+
+
+def classify(image: torch.Tensor) -> tuple[str | None, str | None]:
+    """(colour, shape) of the object in an image [3,H,W] in [0,1]; None where there is no object."""
+    mask = object_mask(image)
+    return classify_colour(image, mask), classify_shape(silhouette(mask))

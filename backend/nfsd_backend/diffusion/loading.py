@@ -137,6 +137,9 @@ def load_model(config: ModelConfig) -> DiffusionModel:
     if config.name == "tiny-random":
         components = build_tiny_random()
     elif config.name == "toy-shapes":
+        if not (TOY_SHAPES_DIR / "model_index.json").is_file():
+            raise ModelNotFound("the toy-shapes weights are not in this installation (backend/nfsd_backend/models/"
+                                "toy_shapes); train them with backend/tools/train_toy_shapes.py, or use another --model.")
         components = _load_diffusers(str(TOY_SHAPES_DIR), None, dtype, builtin="toy-shapes")
     elif Path(config.name).expanduser().is_file():
         components = _load_single_file(Path(config.name).expanduser(), dtype)

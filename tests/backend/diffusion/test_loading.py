@@ -140,3 +140,11 @@ def test_predict_conditions_batches_rows_in_one_call():
                                                     torch.full((1, 1, 1, 1), 4.0)], rows=[None, None, torch.tensor([2])])
     assert calls == [(7, [5, 6, 7, 5, 6, 7, 7])]
     assert a.flatten().tolist() == [2, 2, 2] and b.flatten().tolist() == [3, 3, 3] and c.flatten().tolist() == [4]
+
+
+def test_toy_shapes_without_its_weights_says_how_to_get_them(monkeypatch, tmp_path):
+    from nfsd_backend.diffusion import loading
+
+    monkeypatch.setattr(loading, "TOY_SHAPES_DIR", tmp_path / "toy_shapes")
+    with pytest.raises(ModelNotFound, match="train_toy_shapes.py"):
+        load_model(ModelConfig(name="toy-shapes", device="cpu"))

@@ -21,6 +21,8 @@ from toy_shapes_data import (  # noqa: E402
     COLOUR_NAMES, COLOURS, SHAPES, WORDS, ToyShapesDataConfig, caption, make_dataset, render, sample_scenes,
     signed_distance)
 
+from nfsd_backend.config import ModelConfig  # noqa: E402
+from nfsd_backend.diffusion import load_model  # noqa: E402
 from nfsd_backend.diffusion.tokenizer import write_word_tokenizer  # noqa: E402
 from nfsd_backend.nerf.cameras import CameraRanges, orbit_cameras  # noqa: E402
 
@@ -175,7 +177,7 @@ def test_judge_is_right_on_rendered_data():
     right for at least 95% (from straight above a cylinder, cone and sphere all look round, so
     the judge is only asked about the elevations the NeRF sees)."""
     config = ToyShapesDataConfig(overhead_share=0.0, cameras=CameraRanges())
-    scenes = sample_scenes(350, config, torch.Generator().manual_seed(5))
+    scenes = sample_scenes(250, config, torch.Generator().manual_seed(5))
     images, _ = render(scenes, config)
     right = [classify(image) == (COLOUR_NAMES[c], SHAPES[s])
              for image, c, s in zip(images, scenes.colour, scenes.shape)]
@@ -203,19 +205,13 @@ def test_model_folder_has_the_agreed_format():
 
 @pytest.fixture(scope="module")
 def model():
-    from diffusers import DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-    unet = UNet2DConditionModel.from_pretrained(MODEL, subfolder="unet", local_files_only=True).eval()
-    text_encoder = CLIPTextModel.from_pretrained(MODEL, subfolder="text_encoder", local_files_only=True).eval()
-    tokenizer = CLIPTokenizer.from_pretrained(MODEL, subfolder="tokenizer", local_files_only=True)
-    scheduler = DDIMScheduler.from_pretrained(MODEL, subfolder="scheduler", local_files_only=True)
-    return unet, text_encoder, tokenizer, scheduler.config
+    return load_model(ModelConfig(name="toy-shapes", device="cpu"))
 
 
-def test_tokenizer_keeps_every_word_whole(model):
-    tokenizer = model[2]
+def test_loader_sees_a_pixel_space_model_whose_tokenizer_keeps_every_word_whole(model):
+    assert model.pixel_space and model.image_size == 32
     for word in WORDS:
-        assert len(tokenizer(word).input_ids) == 3, word  # start, the word, end
+        assert len(model.tokenizer(word).input_ids) == 3, word  # start, the word, end
 
 
 # Every shape three times and every colour at least twice; with and without a view suffix.
@@ -230,12 +226,11 @@ QUALITY_PROMPTS = [
 def test_samples_show_the_prompted_colour_and_shape(model):
     """The model's own 30-step DDIM samples (CFG 5) from 15 captions, two seeds each: colour and
     shape right for at least 90%."""
-    unet, text_encoder, tokenizer, scheduler_config = model
     prompts = QUALITY_PROMPTS * 2
     captions = [caption(shape, colour, ", front view" if i % 2 else None)
                 for i, (colour, shape) in enumerate(prompts)]
-    torch.manual_seed(0)
-    images = sample_images(unet, text_encoder, tokenizer, scheduler_config, captions, steps=30,
-                           guidance_scale=5.0, generator=torch.Generator().manual_seed(0))
+    images = sample_images(model.denoiser, model.encode_prompts(captions), model.encode_prompts([""]),
+                           model.image_size, steps=30, guidance_scale=5.0,
+                           generator=torch.Generator().manual_seed(0))
     right = [classify(image) == prompt for image, prompt in zip(images, prompts)]
     assert sum(right) / len(right) >= 0.9, [c for c, r in zip(captions, right) if not r]

@@ -7,37 +7,19 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, UNet2DConditionModel
-from transformers import CLIPTextModel, CLIPTokenizer
-
+from nfsd_backend.diffusion import Denoiser, ddim_timesteps, ddim_walk
 from toy_shapes_data import COLOURS
 
 
-def encode_captions(text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, captions: list[str]) -> torch.Tensor:
-    """Token embeddings [B,L,D] the way Stable Diffusion makes them: padded to the tokenizer's
-    length, no attention mask, the text encoder's last hidden state."""
-    ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
-                    truncation=True, return_tensors="pt").input_ids
-    return text_encoder(ids.to(text_encoder.device))[0]
-
-
 @torch.no_grad()
-def sample_images(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
-                  scheduler_config: dict, captions: list[str], *, steps: int = 30,
-                  guidance_scale: float = 5.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """DDIM samples [B,3,S,S] in [0,1] for `captions`, with classifier-free guidance."""
-    scheduler = DDIMScheduler.from_config(scheduler_config)
-    scheduler.set_timesteps(steps)
-    cond = encode_captions(text_encoder, tokenizer, captions)
-    uncond = encode_captions(text_encoder, tokenizer, [""] * len(captions))
-    embeddings = torch.cat([uncond, cond])
-    size = unet.config.sample_size
-    x = torch.randn(len(captions), unet.config.in_channels, size, size, generator=generator)
-    for t in scheduler.timesteps:
-        eps_uncond, eps_cond = unet(torch.cat([x, x]), t, embeddings).sample.chunk(2)
-        eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
-        x = scheduler.step(eps, t, x).prev_sample
-    return ((x + 1) / 2).clamp(0, 1)
+def sample_images(denoiser: Denoiser, cond: torch.Tensor, uncond: torch.Tensor, image_size: int, *,
+                  steps: int = 30, guidance_scale: float = 5.0,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """DDIM samples [B,3,S,S] in [0,1] of a pixel-space model, one per row of `cond` [B,L,D]
+    (`uncond` [1,L,D]: the empty caption), with classifier-free guidance."""
+    z = torch.randn(len(cond), 3, image_size, image_size, generator=generator)
+    z, _ = ddim_walk(denoiser, z, ddim_timesteps(steps)[::-1] + [0], cond, uncond, guidance_scale)
+    return ((z + 1) / 2).clamp(0, 1)
 
 
 # --- judging a picture ---------------------------------------------------------------------------
@@ -59,9 +41,39 @@ def background_estimate(image: torch.Tensor, iterations: int = 3) -> torch.Tenso
     return (basis @ coef).permute(2, 0, 1)
 
 
-def object_mask(image: torch.Tensor, threshold: float = 0.08) -> torch.Tensor:
-    """Pixels [H,W] whose colour is at least `threshold` (RGB distance) from the background."""
-    return (image - background_estimate(image)).norm(dim=0) > threshold
+def _largest_component(mask: torch.Tensor) -> torch.Tensor:
+    """The largest 8-connected region of `mask` [H,W]."""
+    labels = torch.arange(1, mask.numel() + 1, dtype=torch.float32).reshape(mask.shape) * mask
+    while True:
+        grown = F.max_pool2d(labels[None, None], 3, 1, 1)[0, 0] * mask
+        if torch.equal(grown, labels):
+            break
+        labels = grown
+    counts = torch.bincount(labels.long().flatten())
+    counts[0] = 0
+    return labels.long() == counts.argmax()
+
+
+def _distance_and_threshold(image: torch.Tensor, floor: float, noise_factor: float) -> tuple[torch.Tensor, float]:
+    """Colour distance [H,W] from the fitted background, and the level above which a pixel is
+    not background: `floor`, or `noise_factor` times the border's typical distance when grain
+    makes that larger."""
+    distance = (image - background_estimate(image)).norm(dim=0)
+    border = torch.cat([distance[[0, -1]].flatten(), distance[:, [0, -1]].flatten()])
+    return distance, max(floor, noise_factor * float(border.median()))
+
+
+def object_mask(image: torch.Tensor, floor: float = 0.08, noise_factor: float = 4.0) -> torch.Tensor:
+    """The object's pixels [H,W]. The object is found as the largest region that stands out from
+    the background after a 3x3 smoothing (which quiets the grain of sampled images); its outline is
+    then taken from the unsmoothed image, within one pixel of that region."""
+    smooth = F.avg_pool2d(image[None], 3, 1, 1, count_include_pad=False)[0]
+    distance, threshold = _distance_and_threshold(smooth, floor, noise_factor)
+    region = distance > threshold
+    if not region.any():
+        return region
+    distance, threshold = _distance_and_threshold(image, floor, noise_factor)
+    return (distance > threshold) & _dilate(_largest_component(region))
 
 
 def enclosed_background(mask: torch.Tensor) -> torch.Tensor:

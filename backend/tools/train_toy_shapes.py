@@ -31,6 +31,7 @@ from diffusers.training_utils import EMAModel
 from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from nfsd_backend.diffusion import UNetDenoiser
 from nfsd_backend.diffusion.tokenizer import write_word_tokenizer
 from toy_shapes_check import sample_images
 from toy_shapes_data import COLOUR_NAMES, SHAPES, WORDS, ToyShapesDataConfig, caption, make_dataset
@@ -42,7 +43,7 @@ class TrainConfig:
 
     seed: int = 0
     dataset_size: int = 12_000  # rendered images (the run cycles over them, flipped at random)
-    steps: int = 1_500  # optimiser steps
+    steps: int = 3_000  # optimiser steps
     batch_size: int = 32
     learning_rate: float = 8e-4  # AdamW peak, after warm-up; cosine decay to a tenth of it
     warmup_steps: int = 100
@@ -58,6 +59,7 @@ class TrainConfig:
     unet_attention_levels: tuple[bool, ...] = (False, False, True)  # cross-attention per level
     text_width: int = 64  # text encoder hidden size = UNet cross-attention width
     text_layers: int = 2
+    max_tokens: int = 16  # tokenizer length: every object caption fits (NFSD's negative prompt is cut)
     threads: int = 1  # torch CPU threads (one: on a shared CPU, more threads wait on each other)
 
 
@@ -76,24 +78,30 @@ def build_models(config: TrainConfig, vocab_size: int, bos: int, eos: int, pad: 
         sample_size=config.image_size, in_channels=3, out_channels=3,
         down_block_types=down, up_block_types=up, block_out_channels=config.unet_channels,
         layers_per_block=1, norm_num_groups=8, cross_attention_dim=config.text_width,
-        attention_head_dim=8,
-        # The caption also enters every residual block through the time embedding (attention-
-        # pooled tokens): colour and shape are global properties, cheap to condition on there.
-        addition_embed_type="text", addition_embed_type_num_heads=4)
+        attention_head_dim=8)
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=vocab_size, hidden_size=config.text_width, intermediate_size=2 * config.text_width,
         num_hidden_layers=config.text_layers, num_attention_heads=4, max_position_embeddings=max_length,
         bos_token_id=bos, eos_token_id=eos, pad_token_id=pad, projection_dim=config.text_width))
+    # Every encoder layer starts as the identity (its output projections at zero), so from the first
+    # step each caption position holds its own word's embedding, as distinct as learned word
+    # embeddings. With the default initialisation the layers blur the captions together and the
+    # UNet took hundreds of steps to notice the text at all.
+    for layer in text_encoder.encoder.layers:
+        for projection in (layer.self_attn.out_proj, layer.mlp.fc2):
+            torch.nn.init.zeros_(projection.weight)
+            torch.nn.init.zeros_(projection.bias)
     return unet, text_encoder
 
 
-def write_model(out: Path, unet: UNet2DConditionModel, text_encoder: CLIPTextModel, words: tuple[str, ...]) -> None:
+def write_model(out: Path, unet: UNet2DConditionModel, text_encoder: CLIPTextModel, words: tuple[str, ...],
+                max_tokens: int) -> None:
     """Write the diffusers folder, replacing `out` only once everything is written."""
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     unet.save_pretrained(staging / "unet", safe_serialization=True)
     text_encoder.save_pretrained(staging / "text_encoder", safe_serialization=True)
-    write_word_tokenizer(list(words), staging / "tokenizer")
+    write_word_tokenizer(list(words), staging / "tokenizer", max_length=max_tokens)
     DDPMScheduler(**SCHEDULER_CONFIG).save_pretrained(staging / "scheduler")
     (staging / "model_index.json").write_text(json.dumps({
         "_class_name": "DiffusionPipeline", "_diffusers_version": diffusers.__version__,
@@ -102,6 +110,12 @@ def write_model(out: Path, unet: UNet2DConditionModel, text_encoder: CLIPTextMod
     }, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
+
+
+def token_ids(tokenizer, captions: list[str]) -> torch.Tensor:
+    """Token ids [N,L] as Stable Diffusion makes them: padded to the tokenizer's length."""
+    return tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
 
 
 def progress_captions() -> list[str]:
@@ -141,9 +155,8 @@ def train(config: TrainConfig, out: Path, work_dir: Path, sample_every: int, log
                                                                  render_size=2 * config.image_size),
                         seed=config.seed)
     say(f"data: {len(data.captions)} images in {time.time() - start:.0f} s")
-    tokenizer = write_word_tokenizer(list(WORDS), work_dir / "tokenizer")
-    token_ids = tokenizer(data.captions, padding="max_length", max_length=tokenizer.model_max_length,
-                          truncation=True, return_tensors="pt").input_ids
+    tokenizer = write_word_tokenizer(list(WORDS), work_dir / "tokenizer", max_length=config.max_tokens)
+    data_ids = token_ids(tokenizer, data.captions)
 
     torch.manual_seed(config.seed)
     unet, text_encoder = build_models(config, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id,
@@ -161,10 +174,13 @@ def train(config: TrainConfig, out: Path, work_dir: Path, sample_every: int, log
         ema.store(parameters)
         ema.copy_to(parameters)
         unet.eval(), text_encoder.eval()
-        images = sample_images(unet, text_encoder, tokenizer, noise_schedule.config, progress_captions(),
+        with torch.no_grad():
+            cond = text_encoder(token_ids(tokenizer, progress_captions()))[0]
+            uncond = text_encoder(token_ids(tokenizer, [""]))[0]
+        images = sample_images(UNetDenoiser(unet, noise_schedule.alphas_cumprod), cond, uncond, config.image_size,
                                generator=torch.Generator().manual_seed(1234))
         save_grid(images, work_dir / f"samples_{step:06d}.png", columns=len(COLOUR_NAMES))
-        write_model(work_dir / "checkpoint", unet, text_encoder, WORDS)
+        write_model(work_dir / "checkpoint", unet, text_encoder, WORDS, config.max_tokens)
         unet.train(), text_encoder.train()
         ema.restore(parameters)
 
@@ -177,7 +193,7 @@ def train(config: TrainConfig, out: Path, work_dir: Path, sample_every: int, log
         t = torch.randint(noise_schedule.config.num_train_timesteps, (config.batch_size,), generator=generator)
         noise = torch.randn(x0.shape, generator=generator)
         x_t = noise_schedule.add_noise(x0, noise, t)
-        embeddings = text_encoder(token_ids[index])[0]
+        embeddings = text_encoder(data_ids[index])[0]
         weight = (1 / noise_schedule.alphas_cumprod[t]).clamp(max=config.max_loss_weight)
         error = (unet(x_t, t, embeddings).sample - noise).pow(2).mean((1, 2, 3))
         loss = (weight * error).mean() / weight.mean()
@@ -198,7 +214,7 @@ def train(config: TrainConfig, out: Path, work_dir: Path, sample_every: int, log
     say(f"training: {config.steps} steps in {time.time() - train_start:.0f} s")
     snapshot(config.steps)
     ema.copy_to(parameters)
-    write_model(out, unet, text_encoder, WORDS)
+    write_model(out, unet, text_encoder, WORDS, config.max_tokens)
     say(f"wrote {out}; whole run {time.time() - start:.0f} s")
 
 

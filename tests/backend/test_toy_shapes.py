@@ -1,9 +1,10 @@
-"""The `toy-shapes` model's data generator (exact geometry, cameras, captions) and the picture
-judge (checked on renders with known labels). The checks of the shipped model itself (folder
-format, its DDIM samples' colour and shape) come with its weights."""
+"""The `toy-shapes` model: its data generator (exact geometry, cameras, captions), the picture
+judge (checked on renders with known labels), and the shipped model (format, and that its own
+DDIM samples show the prompt's colour and shape)."""
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -20,9 +21,12 @@ from toy_shapes_data import (  # noqa: E402
     COLOUR_NAMES, COLOURS, SHAPES, WORDS, ToyShapesDataConfig, caption, make_dataset, render, sample_scenes,
     signed_distance)
 
+from nfsd_backend.config import ModelConfig  # noqa: E402
+from nfsd_backend.diffusion import load_model  # noqa: E402
 from nfsd_backend.diffusion.tokenizer import write_word_tokenizer  # noqa: E402
 from nfsd_backend.nerf.cameras import CameraRanges, orbit_cameras  # noqa: E402
 
+MODEL = REPO / "backend" / "nfsd_backend" / "models" / "toy_shapes"
 
 
 def distance(shape: str, points, size) -> torch.Tensor:
@@ -173,8 +177,60 @@ def test_judge_is_right_on_rendered_data():
     right for at least 95% (from straight above a cylinder, cone and sphere all look round, so
     the judge is only asked about the elevations the NeRF sees)."""
     config = ToyShapesDataConfig(overhead_share=0.0, cameras=CameraRanges())
-    scenes = sample_scenes(350, config, torch.Generator().manual_seed(5))
+    scenes = sample_scenes(250, config, torch.Generator().manual_seed(5))
     images, _ = render(scenes, config)
     right = [classify(image) == (COLOUR_NAMES[c], SHAPES[s])
              for image, c, s in zip(images, scenes.colour, scenes.shape)]
     assert sum(right) / len(right) >= 0.95
+
+
+# --- the shipped model -------------------------------------------------------------------------
+
+def test_model_folder_has_the_agreed_format():
+    assert not (MODEL / "vae").exists()  # pixel space
+    unet = json.loads((MODEL / "unet" / "config.json").read_text())
+    assert (unet["in_channels"], unet["out_channels"], unet["sample_size"]) == (3, 3, 32)
+    scheduler = json.loads((MODEL / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["_class_name"] == "DDPMScheduler"
+    assert (scheduler["num_train_timesteps"], scheduler["beta_schedule"], scheduler["beta_start"],
+            scheduler["beta_end"], scheduler["prediction_type"]) == (1000, "scaled_linear", 0.00085, 0.012,
+                                                                      "epsilon")
+    index = json.loads((MODEL / "model_index.json").read_text())
+    assert {"unet", "text_encoder", "tokenizer", "scheduler"} <= set(index) and "vae" not in index
+    weights = list(MODEL.rglob("*.safetensors"))
+    assert {w.parent.name for w in weights} == {"unet", "text_encoder"}
+    assert not list(MODEL.rglob("*.bin"))
+    assert sum(f.stat().st_size for f in MODEL.rglob("*") if f.is_file()) < 25 * 2 ** 20
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(ModelConfig(name="toy-shapes", device="cpu"))
+
+
+def test_loader_sees_a_pixel_space_model_whose_tokenizer_keeps_every_word_whole(model):
+    assert model.pixel_space and model.image_size == 32
+    for word in WORDS:
+        assert len(model.tokenizer(word).input_ids) == 3, word  # start, the word, end
+
+
+# Every shape three times and every colour at least twice; with and without a view suffix.
+QUALITY_PROMPTS = [
+    ("red", "cube"), ("blue", "sphere"), ("yellow", "cylinder"), ("green", "cone"), ("purple", "torus"),
+    ("orange", "sphere"), ("white", "cube"), ("red", "cylinder"), ("blue", "cone"), ("yellow", "torus"),
+    ("green", "sphere"), ("purple", "cube"), ("orange", "cylinder"), ("white", "cone"), ("blue", "torus"),
+]
+
+
+@pytest.mark.slow
+def test_samples_show_the_prompted_colour_and_shape(model):
+    """The model's own 30-step DDIM samples (CFG 5) from 15 captions, two seeds each: colour and
+    shape right for at least 90%."""
+    prompts = QUALITY_PROMPTS * 2
+    captions = [caption(shape, colour, ", front view" if i % 2 else None)
+                for i, (colour, shape) in enumerate(prompts)]
+    images = sample_images(model.denoiser, model.encode_prompts(captions), model.encode_prompts([""]),
+                           model.image_size, steps=30, guidance_scale=5.0,
+                           generator=torch.Generator().manual_seed(0))
+    right = [classify(image) == prompt for image, prompt in zip(images, prompts)]
+    assert sum(right) / len(right) >= 0.9, [c for c, r in zip(captions, right) if not r]

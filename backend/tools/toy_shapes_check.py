@@ -1,5 +1,6 @@
-"""Sampling the `toy-shapes` model, and judging its pictures: which colour is the object, which
-primitive is its silhouette. Used by the training script (progress grids) and the tests."""
+"""Sampling the `toy-shapes` model, and judging its pictures and meshes: which colour is the
+object, which primitive is its silhouette or its solid. Used by the training script (progress
+grids), the tests and the method comparison (bench/compare_methods.py)."""
 
 from __future__ import annotations
 
@@ -167,17 +168,24 @@ REFERENCE_HUES = {name: float(_hue_saturation(torch.tensor([rgb]))[0]) for name,
 
 
 def classify_colour(image: torch.Tensor, mask: torch.Tensor, white_saturation: float = 0.3) -> str | None:
-    """The colour name of the object: white when its pixels are unsaturated, otherwise the
-    reference colour nearest to their mean hue (shading scales RGB, which keeps the hue)."""
+    """The colour name of the object in `image` [3,H,W], its pixels `mask` [H,W]."""
     inner = _erode(mask) if _erode(mask).sum() >= 4 else mask
-    pixels = image.permute(1, 2, 0)[inner]
-    if len(pixels) == 0:
+    return colour_name(image.permute(1, 2, 0)[inner], white_saturation=white_saturation)
+
+
+def colour_name(colours: torch.Tensor, weights: torch.Tensor | None = None,
+                white_saturation: float = 0.3) -> str | None:
+    """The colour name of colours [N,3] in [0,1] (optionally weighted [N]): white when they are
+    unsaturated, otherwise the reference colour nearest to their mean hue (shading scales RGB,
+    which keeps the hue)."""
+    if len(colours) == 0:
         return None
-    hue, saturation = _hue_saturation(pixels)
-    if saturation.median() < white_saturation:
+    weights = torch.ones(len(colours)) if weights is None else weights
+    hue, saturation = _hue_saturation(colours)
+    if _weighted_median(saturation, weights) < white_saturation:
         return "white"
     angle = torch.deg2rad(hue)
-    weight = saturation * pixels.max(-1).values
+    weight = weights * saturation * colours.max(-1).values
     mean = torch.rad2deg(torch.atan2((weight * angle.sin()).sum(), (weight * angle.cos()).sum())) % 360
     return min(REFERENCE_HUES, key=lambda name: min(abs(mean - REFERENCE_HUES[name]),
                                                     360 - abs(mean - REFERENCE_HUES[name])))
@@ -187,3 +195,85 @@ def classify(image: torch.Tensor) -> tuple[str | None, str | None]:
     """(colour, shape) of the object in an image [3,H,W] in [0,1]; None where there is no object."""
     mask = object_mask(image)
     return classify_colour(image, mask), classify_shape(silhouette(mask))
+
+
+def _weighted_median(values: torch.Tensor, weights: torch.Tensor) -> float:
+    order = values.argsort()
+    cumulative = weights[order].cumsum(0)
+    return float(values[order][torch.searchsorted(cumulative, cumulative[-1] / 2).clamp(max=len(values) - 1)])
+
+
+def saturation(colours: torch.Tensor, weights: torch.Tensor) -> float:
+    """The weighted mean HSV saturation of colours [N,3]: how vivid a texture is."""
+    return float((_hue_saturation(colours)[1] * weights).sum() / weights.sum())
+
+
+# --- judging a mesh ------------------------------------------------------------------------------
+
+@dataclass
+class Solid:
+    """Measures of an exported mesh, upright along +Y (glTF), rotation about +Y factored out."""
+
+    fill: float  # volume / volume of the smallest upright bounding box (any turn about +Y)
+    aspect: float  # height / sqrt(width * depth) of that box
+    balance: float  # (height of the volume's centroid - the box's mid height) / height; a cone: -0.25
+    genus: int  # handles of the largest closed piece: 1 for a torus
+    colour: str | None  # the texture's colour name, area-weighted over the surface
+    saturation: float  # the texture's mean HSV saturation, area-weighted
+
+
+# Solid primitives of the data set (SIZE_RANGES' middles), for reference: fill, aspect, balance.
+#   sphere 0.52 / 1.0 / 0; cube 1.0 / 1.0 / 0; cylinder 0.79 / 1.55 / 0; cone 0.26 / 1.0 / -0.25;
+#   torus 0.46 / 0.25 / 0 with genus 1.
+
+
+def solid_measures(mesh) -> Solid:
+    """The measures of a textured `trimesh.Trimesh` (as `trimesh.load(model.glb, force="mesh")`)."""
+    import numpy as np
+    import trimesh
+
+    # xatlas splits vertices along UV seams: weld by position to see the closed surface.
+    welded = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    welded.merge_vertices(merge_tex=True, merge_norm=True)
+    pieces = welded.split(only_watertight=False)
+    largest = max(pieces, key=lambda piece: abs(piece.volume)) if len(pieces) else welded
+    genus = (2 - largest.euler_number) // 2
+
+    points = largest.vertices
+    best = None
+    for degrees in range(0, 90, 3):
+        angle = np.deg2rad(degrees)
+        x = points[:, 0] * np.cos(angle) - points[:, 2] * np.sin(angle)
+        z = points[:, 0] * np.sin(angle) + points[:, 2] * np.cos(angle)
+        width, depth = np.ptp(x), np.ptp(z)
+        if best is None or width * depth < best[0] * best[1]:
+            best = (width, depth)
+    width, depth = best
+    low, high = points[:, 1].min(), points[:, 1].max()
+    height = high - low
+    volume = abs(largest.volume)
+    centroid = largest.center_mass[1] if volume > 0 else (low + high) / 2
+
+    # The texture's colour per vertex (sampled at its UV), weighted by the vertex's share of area.
+    colours = torch.as_tensor(np.asarray(mesh.visual.to_color().vertex_colors)[:, :3] / 255.0, dtype=torch.float32)
+    area = np.zeros(len(mesh.vertices))
+    np.add.at(area, mesh.faces.reshape(-1), np.repeat(mesh.area_faces / 3, 3))
+    weights = torch.as_tensor(area, dtype=torch.float32)
+    return Solid(fill=float(volume / max(width * depth * height, 1e-12)),
+                 aspect=float(height / max(np.sqrt(width * depth), 1e-12)),
+                 balance=float((centroid - (low + high) / 2) / max(height, 1e-12)), genus=int(genus),
+                 colour=colour_name(colours, weights), saturation=saturation(colours, weights))
+
+
+def classify_solid(s: Solid) -> str:
+    """Which primitive a solid is. Thresholds sit between the primitives' own measures, leaving
+    room for the rounding of a NeRF: a ring is a torus even when its hole closed (it stays flat)."""
+    if s.genus >= 1 or s.aspect < 0.55:
+        return "torus"
+    if s.balance < -0.12 or s.fill < 0.36:  # most volume low, or a pointed solid
+        return "cone"
+    if s.aspect > 1.3:  # taller than wide
+        return "cylinder"
+    if s.fill > 0.78:  # fills its box: flat faces
+        return "cube"
+    return "sphere"

@@ -4,7 +4,9 @@ run, never a timed test). A candidate only becomes a default when this table sho
 - channels-last memory format for the UNet and the VAE (what `--low-vram` turns on);
 - gradient checkpointing of the VAE encoder (memory for time: the encoder's activations are
   the largest tensors of a 512x512 step);
-- renderer chunk size (one chunk, or several chunks recomputed in backward).
+- renderer chunk size (one chunk, or several chunks recomputed in backward);
+- the pure-torch hash grid's vertex arithmetic over all points at once, or in chunks of
+  `hashgrid.POINTS_PER_CHUNK` (the default since it paid: see the table).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from nfsd_backend.nerf import hashgrid
 from section_nerf import make_field, render_step
 from harness import PeakMemory, Table, Timing, log, ratio, time_runs
 from model_sources import ModelSource
@@ -102,6 +105,22 @@ def run(source: ModelSource, render_size: int, log2_table_size: int, repeats: in
     compare(table, f"render {render_size}x{render_size} textureless + backward",
             Variant(f"4 chunks of {chunk // 4} rays (recomputed)", chunks(chunk // 4), render),
             Variant(f"1 chunk of {chunk} rays", chunks(chunk), render), repeats, device)
+    # As many points as one render of that size samples (64 per ray).
+    points = (torch.rand(chunk * 64, 3, generator=generator) * 2 - 1).to(device)
+    chunked = hashgrid.POINTS_PER_CHUNK
+
+    def points_per_chunk(count: int) -> Callable[[], None]:
+        def prepare() -> None:
+            hashgrid.POINTS_PER_CHUNK = count
+        return prepare
+
+    def encode() -> None:
+        field.encoding(points).square().sum().backward()
+
+    compare(table, f"hash grid forward + backward, {len(points)} points",
+            Variant("all points at once", points_per_chunk(len(points)), encode),
+            Variant(f"chunks of {chunked} points", points_per_chunk(chunked), encode), repeats, device)
+    hashgrid.POINTS_PER_CHUNK = chunked
     table.notes += [
         f"median of {repeats} runs after a warm-up, each variant in turn on the same modules; peak memory "
         "as in the training-step table, measured over the timed runs.",

@@ -217,7 +217,7 @@ class Solid:
     fill: float  # volume / volume of the smallest upright bounding box (any turn about +Y)
     aspect: float  # height / sqrt(width * depth) of that box
     balance: float  # (height of the volume's centroid - the box's mid height) / height; a cone: -0.25
-    genus: int  # handles of the largest closed piece: 1 for a torus
+    genus: int  # handles of the largest solid piece: 1 for a torus, 0 for the others
     colour: str | None  # the texture's colour name, area-weighted over the surface
     saturation: float  # the texture's mean HSV saturation, area-weighted
 
@@ -225,6 +225,48 @@ class Solid:
 # Solid primitives of the data set (SIZE_RANGES' middles), for reference: fill, aspect, balance.
 #   sphere 0.52 / 1.0 / 0; cube 1.0 / 1.0 / 0; cylinder 0.79 / 1.55 / 0; cone 0.26 / 1.0 / -0.25;
 #   torus 0.46 / 0.25 / 0 with genus 1.
+
+
+def solid_voxels(mesh, cells: int = 48):
+    """The solid the mesh bounds, as a boolean voxel grid (about `cells` voxels across its longest
+    side) and the voxel size: the largest connected piece, its inside filled.
+
+    A trained field's surface is rarely a clean closed manifold (pores, slivers after decimation):
+    voxels one cell wide close them, so volume and topology describe the solid, not the surface's
+    defects."""
+    import numpy as np
+    from scipy import ndimage
+
+    pitch = float(np.max(np.ptp(mesh.vertices, axis=0))) / cells
+    surface = mesh.voxelized(pitch).matrix
+    solid = ndimage.binary_fill_holes(ndimage.binary_closing(np.pad(surface, 2), iterations=1))
+    labels, count = ndimage.label(solid)
+    if count > 1:
+        solid = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    return solid, pitch
+
+
+def euler_characteristic(solid) -> int:
+    """V - E + F - C of the union of closed unit cubes at the True voxels of `solid` [X,Y,Z]."""
+    import itertools
+
+    import numpy as np
+
+    occupied = np.pad(solid, 1)
+
+    def covered(offsets) -> int:
+        """Lattice elements touched by any voxel at these offsets from the element."""
+        union = np.zeros_like(occupied)
+        for offset in offsets:
+            union |= np.roll(occupied, shift=offset, axis=(0, 1, 2))
+        return int(union.sum())
+
+    axes = range(3)
+    vertices = covered(list(itertools.product((0, 1), repeat=3)))
+    edges = sum(covered([tuple(0 if a == axis else s for a, s in zip(axes, pair))
+                         for pair in itertools.product((0, 1), repeat=3)]) for axis in axes)
+    faces = sum(covered([tuple(s if a == axis else 0 for a in axes) for s in (0, 1)]) for axis in axes)
+    return vertices - edges + faces - int(occupied.sum())
 
 
 def solid_measures(mesh) -> Solid:
@@ -235,40 +277,37 @@ def solid_measures(mesh) -> Solid:
     # xatlas splits vertices along UV seams: weld by position to see the closed surface.
     welded = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
     welded.merge_vertices(merge_tex=True, merge_norm=True)
-    pieces = welded.split(only_watertight=False)
-    largest = max(pieces, key=lambda piece: abs(piece.volume)) if len(pieces) else welded
-    genus = (2 - largest.euler_number) // 2
+    solid, pitch = solid_voxels(welded)
+    points = np.argwhere(solid) * pitch  # voxel centres (up to a shift)
 
-    points = largest.vertices
     best = None
     for degrees in range(0, 90, 3):
         angle = np.deg2rad(degrees)
         x = points[:, 0] * np.cos(angle) - points[:, 2] * np.sin(angle)
         z = points[:, 0] * np.sin(angle) + points[:, 2] * np.cos(angle)
-        width, depth = np.ptp(x), np.ptp(z)
+        width, depth = np.ptp(x) + pitch, np.ptp(z) + pitch
         if best is None or width * depth < best[0] * best[1]:
             best = (width, depth)
     width, depth = best
-    low, high = points[:, 1].min(), points[:, 1].max()
+    low, high = points[:, 1].min() - pitch / 2, points[:, 1].max() + pitch / 2
     height = high - low
-    volume = abs(largest.volume)
-    centroid = largest.center_mass[1] if volume > 0 else (low + high) / 2
 
     # The texture's colour per vertex (sampled at its UV), weighted by the vertex's share of area.
     colours = torch.as_tensor(np.asarray(mesh.visual.to_color().vertex_colors)[:, :3] / 255.0, dtype=torch.float32)
     area = np.zeros(len(mesh.vertices))
     np.add.at(area, mesh.faces.reshape(-1), np.repeat(mesh.area_faces / 3, 3))
     weights = torch.as_tensor(area, dtype=torch.float32)
-    return Solid(fill=float(volume / max(width * depth * height, 1e-12)),
-                 aspect=float(height / max(np.sqrt(width * depth), 1e-12)),
-                 balance=float((centroid - (low + high) / 2) / max(height, 1e-12)), genus=int(genus),
+    return Solid(fill=float(len(points) * pitch ** 3 / (width * depth * height)),
+                 aspect=float(height / np.sqrt(width * depth)),
+                 balance=float((points[:, 1].mean() - (low + high) / 2) / height),
+                 genus=1 - euler_characteristic(solid),
                  colour=colour_name(colours, weights), saturation=saturation(colours, weights))
 
 
 def classify_solid(s: Solid) -> str:
     """Which primitive a solid is. Thresholds sit between the primitives' own measures, leaving
     room for the rounding of a NeRF: a ring is a torus even when its hole closed (it stays flat)."""
-    if s.genus >= 1 or s.aspect < 0.55:
+    if s.genus >= 1 or s.aspect < 0.55:  # a handle, or flat as a ring
         return "torus"
     if s.balance < -0.12 or s.fill < 0.36:  # most volume low, or a pointed solid
         return "cone"

@@ -135,7 +135,7 @@ def test_speedup_table_compares_each_candidate_before_and_after(report):
     rows = table(report, "Speed-up candidates")
     assert [(r["before"], r["after"]) for r in rows] == [
         ("contiguous", "channels-last"), ("contiguous", "channels-last"), ("plain", "gradient checkpointing"),
-        ("4 chunks of 256 rays (recomputed)", "1 chunk of 1024 rays")]
+        ("4 chunks of 256 rays (recomputed)", "1 chunk of 1024 rays"), ("all points at once", "chunks of 16384 points")]
     for row in rows:
         shown = float(row["speed-up (before / after)"].rstrip("x"))
         assert shown == pytest.approx(median_of(row["before s"]) / median_of(row["after s"]), rel=0.012, abs=0.006)

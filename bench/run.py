@@ -95,12 +95,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                         "architecture with random weights")
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
+    parser.add_argument("--precisions", help="comma-separated guidance precisions instead of the mode's "
+                                             "(CPU: fp32,bf16; CUDA: fp16,fp32)")
     parser.add_argument("--out", type=Path, help="report path (default bench/RESULTS.md; RESULTS-quick.md with "
                                                 "--quick, RESULTS-cuda.md with --cuda)")
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section {sorted(unknown)[0]!r}; choose from {', '.join(SECTIONS)}")
+    if args.precisions and set(args.precisions.split(",")) - {"fp32", "bf16", "fp16"}:
+        parser.error(f"--precisions takes fp32, bf16 and fp16, got {args.precisions!r}")
     if args.cuda and not torch.cuda.is_available():
         parser.error("--cuda was given but PyTorch sees no CUDA GPU")
     return args
@@ -123,6 +127,8 @@ def report(plan: Plan, tables: list[Table], started: float, machine: Table) -> s
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = make_plan(args.quick, args.cuda, args.model)
+    if args.precisions:
+        plan.precisions = args.precisions.split(",")
     torch.set_num_threads(plan.threads)
     diffusers.utils.logging.set_verbosity_error()  # casting random models to bf16 warns each time
     out = args.out or BENCH / ("RESULTS-quick.md" if args.quick else "RESULTS-cuda.md" if args.cuda else "RESULTS.md")

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "solid measures and the prompt's colour from its texture.",
         "texture saturation = mean HSV saturation of the texture over the surface (area-weighted); the "
         "data set's albedos have 0.80-0.95 (white 0).",
-        f"{args.jobs} runs at once, one torch thread each; wall time from the run's `start` event to `done`: "
+        f"runs at once: {args.jobs}, one torch thread each; wall time from the run's `start` event to `done`: "
         "model loading, training and export.",
     ]
     machine.add("load average at end (1 / 5 / 15 min)", load_average())

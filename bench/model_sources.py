@@ -1,10 +1,10 @@
 """The diffusion models the benchmarks run, as `nfsd_backend.diffusion.DiffusionModel`s.
 
-- `sd21-random`: Stable Diffusion 2.1-base's UNet and VAE architectures (configs/*.json, written
-  from the published diffusers configs) with random weights. Compute does not depend on weight
-  values, so this costs exactly what the real model costs, without a download. The text encoder
-  is a stand-in that returns embeddings of SD 2's shape [B, 77, 1024]: the text encoder runs once
-  per prompt, outside the training step.
+- `sd21-random`: Stable Diffusion 2.1-base's text encoder (OpenCLIP ViT-H's text tower as a
+  CLIPTextModel), UNet and VAE architectures (configs/*.json, written from the published configs)
+  with random weights. Compute does not depend on weight values, so this costs exactly what the
+  real model costs, without a download. The tokenizer is a word-level stand-in padding to SD 2's
+  77 tokens (tokenizing is not what is measured).
 - `tiny-random`: the backend's tiny random SD (8x8 latents), for `--quick`.
 - anything else: a real model id, folder or file, loaded by the backend's own `load_model`.
 """
@@ -27,19 +27,9 @@ SD21_RANDOM = "sd21-random"
 PROMPT = "a ceramic lion"
 
 
-class StandInTextEncoder(torch.nn.Module):
-    """Token ids [B, L] -> random embeddings [B, L, width], returned like CLIPTextModel's output."""
-
-    def __init__(self, vocab_size: int, width: int):
-        super().__init__()
-        self.embed = torch.nn.Embedding(vocab_size, width)
-
-    def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor]:
-        return (self.embed(input_ids),)
-
-
 def _sd21_random_components(seed: int = 0):
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     def config(name: str) -> dict:
         return json.loads((CONFIGS / f"sd21_base_{name}.json").read_text(encoding="utf-8"))
@@ -50,7 +40,7 @@ def _sd21_random_components(seed: int = 0):
         tokenizer = write_word_tokenizer(PROMPT.split(), Path(folder), max_length=77)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        text_encoder = StandInTextEncoder(len(tokenizer), unet_config["cross_attention_dim"])
+        text_encoder = CLIPTextModel(CLIPTextConfig(**config("text_encoder"))).eval()
         unet = UNet2DConditionModel.from_config(unet_config)
         vae = AutoencoderKL.from_config(config("vae"))
     scheduler = DDIMScheduler.from_config(config("scheduler"))

@@ -16,8 +16,10 @@ Run by hand, never by the test suite's clock: timings depend on the machine and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,7 +112,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def report(plan: Plan, tables: list[Table], started: float, machine: Table) -> str:
+def report(plan: Plan, tables: list[Table], started: float, machine: Table, failures: dict[str, str]) -> str:
+    machine = dataclasses.replace(machine, rows=list(machine.rows))  # the end rows change at each write
     machine.add("load average at end (1 / 5 / 15 min)", load_average())
     machine.add("wall time of the whole run", f"{(time.time() - started) / 60:.1f} min")
     mode = {"quick": "`--quick`: tiny sizes, checks the harness; the figures say nothing about real cost",
@@ -121,7 +124,9 @@ def report(plan: Plan, tables: list[Table], started: float, machine: Table) -> s
         f"{'the GPU' if plan.device.type == 'cuda' else 'the CPU'}). Times are wall-clock seconds, "
         "the median of several runs after a warm-up, with the range (min-max) in brackets.", "",
     ]
-    return "\n".join(head) + "\n".join(table.markdown() + "\n" for table in [machine, *tables])
+    failed = [f"**Section `{name}` failed** (traceback in the run's output): {error}\n"
+              for name, error in failures.items()]
+    return "\n".join(head + failed) + "\n".join(table.markdown() + "\n" for table in [machine, *tables])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,25 +143,34 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{plan.mode} run of {', '.join(sections)} on {plan.device.type}, model {plan.model}; report -> {out}")
     source = ModelSource(plan.model, plan.device)
     tables: list[Table] = []
-    if "guidance" in sections:
-        tables += section_guidance.run(source, plan.precisions, plan.timesteps, plan.guidance_repeats,
-                                     plan.device)[0]
-    if "train" in sections:
-        tables += section_train_step.run(source, plan.step_sizes, plan.step_repeats, plan.device)
-    if "speedups" in sections:
-        tables += section_speedups.run(source, plan.nerf_render_sizes[-1], plan.nerf_log2_table_size,
-                                     plan.step_repeats, plan.device)
-    source.release()
-    if "nerf" in sections:
-        tables += section_nerf.run(plan.nerf_points, plan.nerf_render_sizes, plan.nerf_log2_table_size,
-                                 plan.nerf_repeats, plan.device)
-    if "export" in sections:
-        tables += section_export.run(plan.export_resolutions, plan.export_texture_size, plan.export_repeats)
-    if "e2e" in sections:
-        tables += section_end_to_end.run(plan.e2e_repeats, plan.e2e_flags, plan.device.type)
-    out.write_text(report(plan, tables, started, machine), encoding="utf-8")
+    runners = {
+        "guidance": lambda: section_guidance.run(source, plan.precisions, plan.timesteps, plan.guidance_repeats,
+                                                 plan.device)[0],
+        "train": lambda: section_train_step.run(source, plan.step_sizes, plan.step_repeats, plan.device),
+        "speedups": lambda: section_speedups.run(source, plan.nerf_render_sizes[-1], plan.nerf_log2_table_size,
+                                                 plan.step_repeats, plan.device),
+        "nerf": lambda: section_nerf.run(plan.nerf_points, plan.nerf_render_sizes, plan.nerf_log2_table_size,
+                                         plan.nerf_repeats, plan.device),
+        "export": lambda: section_export.run(plan.export_resolutions, plan.export_texture_size,
+                                             plan.export_repeats),
+        "e2e": lambda: section_end_to_end.run(plan.e2e_repeats, plan.e2e_flags, plan.device.type),
+    }
+    failures: dict[str, str] = {}
+    for name in SECTIONS:  # in this order: the diffusion model is released before the NeRF-only sections
+        if name == "nerf":
+            source.release()
+        if name not in sections:
+            continue
+        try:
+            tables += runners[name]()
+        except Exception as error:  # a bug in one section must not cost the hour the others take
+            traceback.print_exc()
+            failures[name] = f"{type(error).__name__}: {error}"
+            log(f"section {name} failed: {failures[name]}")
+        # Written after every section, so an interrupted hour-long run keeps what it measured.
+        out.write_text(report(plan, tables, started, machine, failures), encoding="utf-8")
     log(f"wrote {out}")
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
 """Section 6: candidate speed-ups, each measured before and after in the same run (ratios from one
 run, never a timed test). A candidate only becomes a default when this table shows it pays.
 
+- every condition of a step in one UNet call (what `predict_conditions` does), or one call per
+  condition: NFSD at t >= 200 evaluates the empty, the prompt's and the negative prompt's
+  condition;
+- prompt embeddings cached per distinct prompt (what `encode_prompts` does), or the text
+  encoder run on the step's prompts at every step;
 - channels-last memory format for the UNet and the VAE (what `--low-vram` turns on);
 - gradient checkpointing of the VAE encoder (memory for time: the encoder's activations are
   the largest tensors of a 512x512 step);
@@ -16,10 +21,12 @@ from typing import Callable
 
 import torch
 
+from nfsd_backend.config import NFSD_NEGATIVE_PROMPT
+from nfsd_backend.diffusion.denoiser import predict_conditions
 from nfsd_backend.nerf import hashgrid
 from section_nerf import make_field, render_step
 from harness import PeakMemory, Table, Timing, log, ratio, time_runs
-from model_sources import ModelSource
+from model_sources import PROMPT, ModelSource
 
 
 @dataclass
@@ -58,12 +65,32 @@ def run(source: ModelSource, render_size: int, log2_table_size: int, repeats: in
     size = model.latent_size
     z = torch.randn(2, model.latent_channels, size, size, generator=generator).to(device)
     t = torch.full((2,), 500, device=device)
-    embeddings = model.encode_prompts(["a ceramic lion", ""])
+    embeddings = model.encode_prompts([PROMPT, ""])
+    # One NFSD step at t >= 200: one latent, three conditions.
+    step_prompts = [f"{PROMPT}, front view", "", NFSD_NEGATIVE_PROMPT]
+    conditions = list(model.encode_prompts(step_prompts)[:, None])
+    z1, t1 = z[:1], t[:1]
     image = torch.rand(1, 3, model.image_size, model.image_size, generator=generator).to(device)
 
     def unet_call() -> None:
         with torch.no_grad():
             model.denoiser.predict_eps(z, t, embeddings)
+
+    def conditions_one_call_each() -> None:
+        with torch.no_grad():
+            for condition in conditions:
+                model.denoiser.predict_eps(z1, t1, condition)
+
+    def conditions_batched() -> None:
+        with torch.no_grad():
+            predict_conditions(model.denoiser, z1, t1, conditions)
+
+    def prompts_encoded() -> None:
+        model._embeddings.clear()  # forget the cache: the text encoder runs on every prompt again
+        model.encode_prompts(step_prompts)
+
+    def prompts_cached() -> None:
+        model.encode_prompts(step_prompts)
 
     def encode_step() -> None:
         rgb = image.clone().requires_grad_()
@@ -82,6 +109,12 @@ def run(source: ModelSource, render_size: int, log2_table_size: int, repeats: in
         return prepare
 
     contiguous, channels_last = layout(torch.contiguous_format), layout(torch.channels_last)
+    compare(table, "NFSD conditions at t >= 200 (empty, prompt, negative)",
+            Variant("3 UNet calls at batch 1", contiguous, conditions_one_call_each),
+            Variant("1 UNet call at batch 3", contiguous, conditions_batched), repeats, device)
+    compare(table, "prompt embeddings of a step (view prompt, empty, negative)",
+            Variant("text encoder every step", contiguous, prompts_encoded),
+            Variant("cached per prompt", contiguous, prompts_cached), repeats, device)
     compare(table, "UNet call, batch 2", Variant("contiguous", contiguous, unet_call),
             Variant("channels-last", channels_last, unet_call), repeats, device)
     compare(table, f"VAE encode + backward, {model.image_size}px", Variant("contiguous", contiguous, encode_step),
@@ -124,6 +157,8 @@ def run(source: ModelSource, render_size: int, log2_table_size: int, repeats: in
     table.notes += [
         f"median of {repeats} runs after a warm-up, each variant in turn on the same modules; peak memory "
         "as in the training-step table, measured over the timed runs.",
+        "NFSD conditions = the model calls of one NFSD step at t >= 200 for one render; prompt "
+        "embeddings = the text encoder on the step's three prompts, or the cache's lookup.",
         "UNet call = one `predict_eps` at batch 2 (an SDS step's model call); VAE encode + backward = "
         "`encode_images` of a full-resolution image and the gradient back into the image.",
     ]

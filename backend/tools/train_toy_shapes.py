@@ -43,7 +43,7 @@ class TrainConfig:
 
     seed: int = 0
     dataset_size: int = 12_000  # rendered images (the run cycles over them, flipped at random)
-    steps: int = 3_000  # optimiser steps
+    steps: int = 4_500  # optimiser steps
     batch_size: int = 32
     learning_rate: float = 8e-4  # AdamW peak, after warm-up; cosine decay to a tenth of it
     warmup_steps: int = 100

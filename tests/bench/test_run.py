@@ -134,6 +134,7 @@ def test_nerf_table_counts_the_points_each_render_encodes(report):
 def test_speedup_table_compares_each_candidate_before_and_after(report):
     rows = table(report, "Speed-up candidates")
     assert [(r["before"], r["after"]) for r in rows] == [
+        ("3 UNet calls at batch 1", "1 UNet call at batch 3"), ("text encoder every step", "cached per prompt"),
         ("contiguous", "channels-last"), ("contiguous", "channels-last"), ("plain", "gradient checkpointing"),
         ("4 chunks of 256 rays (recomputed)", "1 chunk of 1024 rays"), ("all points at once", "chunks of 16384 points")]
     for row in rows:
@@ -157,3 +158,19 @@ def test_export_table_has_each_resolution_or_says_why_not(report):
         assert all(int(r["faces"]) > 0 and median_of(r["wall s: median (min-max)"]) > 0 for r in rows)
     else:
         assert "not measured: " in notes(report, "Mesh export")
+
+
+def test_a_failing_section_is_reported_and_the_others_still_run(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO / "bench"))
+    import run
+
+    def broken(*args, **kwargs):
+        raise ValueError("no points")
+
+    monkeypatch.setattr(run.section_nerf, "run", broken)
+    monkeypatch.setattr(run.torch, "set_num_threads", lambda threads: None)  # keep this process's threads
+    out = tmp_path / "results.md"
+    assert run.main(["--quick", "--only", "nerf,export", "--out", str(out)]) == 1
+    text = out.read_text(encoding="utf-8")
+    assert "**Section `nerf` failed** (traceback in the run's output): ValueError: no points" in text
+    assert any(title.startswith("Mesh export") for title in tables(text))

@@ -106,7 +106,7 @@ class TorchHashGrid(torch.nn.Module):
         # in chunks of POINTS_PER_CHUNK they stay in the CPU's cache (forward 2.3x faster at 10^6
         # points, bench/section_speedups.py). The gather and its backward run once, over all rows.
         parts = [self._vertex_rows_and_weights(points[start:start + POINTS_PER_CHUNK])
-                 for start in range(0, n, POINTS_PER_CHUNK)]
+                 for start in range(0, max(n, 1), POINTS_PER_CHUNK)]  # one empty chunk for no points
         rows = torch.cat([rows for rows, _ in parts], dim=1).reshape(-1, 8)  # [L*N, 8]
         weights = torch.cat([weights for _, weights in parts], dim=1).reshape(-1, 8)
         # One bag of 8 weighted rows per (level, point).

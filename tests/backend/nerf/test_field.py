@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nfsd_backend.errors import BadConfig
-from nfsd_backend.nerf.cameras import preview_cameras
+from nfsd_backend.nerf.cameras import orbit_cameras, preview_cameras
 from nfsd_backend.nerf.field import EnvironmentBackground, FieldConfig, NerfField, density_normals
 from nfsd_backend.nerf.hashgrid import HashGridConfig
 from nfsd_backend.nerf.renderer import RenderConfig, VolumeRenderer
@@ -47,6 +47,19 @@ def test_exporter_interface_shapes_and_ranges():
     assert field.density(points).shape == (50,) and field.albedo(points).shape == (50, 3)
     assert torch.equal(field.density(points), density) and torch.equal(field.albedo(points), albedo)
     assert (density >= 0).all() and (albedo > 0).all() and (albedo < 1).all()
+
+
+def test_renders_in_chunks_where_a_whole_chunk_misses_the_box():
+    # 90 degree field of view from distance 3: the top rows of pixels pass above the box, so the
+    # first chunk of 16 rays samples no point at all (this once crashed the hash grid).
+    field = small_field()
+    camera = orbit_cameras(0.0, 0.0, 3.0, 90.0)
+    renderer = VolumeRenderer(RenderConfig(chunk_rays=16), bound=1.0)
+    out = renderer.render(field, camera, 16, 16, shading="albedo", background="solid",
+                          solid_color=(0.2, 0.4, 0.6))
+    assert torch.equal(out.opacity[0, 0], torch.zeros(16)) and out.opacity.max() > 0.5
+    out.rgb.sum().backward()
+    assert field.encoding.table.grad.abs().sum() > 0
 
 
 def test_density_normals_of_an_analytic_ball_are_radial():

@@ -112,3 +112,12 @@ def test_make_encoding_on_cpu_is_the_torch_grid():
     assert isinstance(make_encoding(SMALL, bound=1.0, device="cpu"), TorchHashGrid)
     with pytest.raises(CudaUnavailable, match="tcnn was requested"):
         make_encoding(HashGridConfig(backend="tcnn"), bound=1.0, device="cpu")
+
+
+def test_no_points_give_no_features_and_a_zero_gradient():
+    # A render chunk whose rays all miss the box or cross only empty cells asks for no points.
+    grid = TorchHashGrid(SMALL, bound=1.0, generator=torch.Generator().manual_seed(0))
+    features = grid(torch.zeros(0, 3))
+    assert features.shape == (0, SMALL.output_dim)
+    features.sum().backward()
+    assert torch.equal(grid.table.grad, torch.zeros_like(grid.table))

@@ -126,9 +126,7 @@ def cpu_share(cpu_seconds: float, wall_seconds: float) -> str:
 
 # --- memory ----------------------------------------------------------------------------------------
 
-def _rss_high_water_kib() -> int:
-    status = Path("/proc/self/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
+from peak_rss_child import rss_high_water_bytes  # noqa: E402  (stdlib only: the child imports it too)
 
 
 class PeakMemory:
@@ -151,8 +149,8 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         if self.device.type == "cuda":
             self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
-        elif Path("/proc/self/status").exists():
-            self.peak_bytes = _rss_high_water_kib() * 1024
+        else:
+            self.peak_bytes = rss_high_water_bytes()
 
     def cell(self) -> str:
         return "—" if self.peak_bytes is None else f"{self.peak_bytes / 2**30:.2f}"
@@ -169,18 +167,29 @@ class ChildRun:
     stderr: str
 
 
+PEAK_RSS_CHILD = Path(__file__).resolve().parent / "peak_rss_child.py"
+
+
 def run_child(argv: list[str], env: dict[str, str] | None = None) -> ChildRun:
-    """Run `argv` to completion; `os.wait4` gives this child's own peak RSS (a fresh process per
-    measurement is the only way a peak belongs to one measurement alone)."""
+    """Run the Python command `argv` ([sys.executable, "-m", module, ...] or [sys.executable,
+    script, ...]) to completion, with its own peak RSS (a fresh process per measurement is the
+    only way a peak belongs to one measurement alone). The child records VmHWM itself at exit
+    (peak_rss_child.py): the ru_maxrss that `wait4` reports would include this process's resident
+    set, which the child had before its exec."""
     started = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(argv, stdout=out, stderr=err, env=env, text=True)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.TemporaryDirectory() as folder:
+        peak_file = Path(folder) / "peak_rss"
+        child_env = dict(env if env is not None else os.environ, BENCH_PEAK_RSS_FILE=str(peak_file))
+        process = subprocess.Popen([argv[0], str(PEAK_RSS_CHILD), *argv[1:]], stdout=out, stderr=err,
+                                   env=child_env, text=True)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         elapsed = time.perf_counter() - started
+        peak = int(peak_file.read_text()) if peak_file.exists() else usage.ru_maxrss * 1024
         out.seek(0)
         err.seek(0)
-        return ChildRun(elapsed, usage.ru_maxrss * 1024, process.returncode, out.read(), err.read())
+        return ChildRun(elapsed, peak, process.returncode, out.read(), err.read())
 
 
 def backend_env() -> dict[str, str]:

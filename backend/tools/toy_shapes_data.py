@@ -126,9 +126,7 @@ def sample_scenes(n: int, config: ToyShapesDataConfig, generator: torch.Generato
                             distance=config.cameras.distance, fovy_deg=config.cameras.fovy_deg)
     cameras = _concat_cameras(sample_cameras(n - n_overhead, config.cameras, generator),
                               sample_cameras(n_overhead, overhead, generator))
-    order = torch.randperm(n, generator=generator)
-    cameras = Cameras(cameras.c2w[order], cameras.fovy[order], cameras.azimuth_deg[order],
-                      cameras.elevation_deg[order], cameras.distance[order])
+    cameras = cameras[torch.randperm(n, generator=generator)]
 
     # A point light near the camera (as DreamFusion places it), plus some ambient light.
     towards_camera = F.normalize(cameras.positions, dim=-1)

@@ -44,6 +44,10 @@ class Cameras:
     def to(self, device: torch.device | str) -> "Cameras":
         return Cameras(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
 
+    def __getitem__(self, index: slice | torch.Tensor) -> "Cameras":
+        """The cameras picked by a slice or an index tensor, as a batch."""
+        return Cameras(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
+
 
 def orbit_cameras(azimuth_deg, elevation_deg, distance, fovy_deg) -> Cameras:
     """Cameras at the given spherical positions (each argument a float or a [B] tensor)."""

@@ -82,7 +82,9 @@ class ImageConfig:
     prompt: str = ""
     seed: int = 0  # fixes timesteps, noise and the start latent, for every method alike
     steps: int = 1000
-    lr: float = 0.05  # Adam learning rate on the latent
+    # Adam learning rate on the image; None = by the model's space (image2d.IMAGE_LR): pixels in
+    # [-1, 1] need a smaller step than Stable Diffusion's latents.
+    lr: float | None = None
     preview_every: int = 100  # steps between preview images
     compare: list[str] = field(default_factory=list)  # methods to run side by side, e.g. [sds, nfsd, sdi]
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -233,7 +235,7 @@ def validate_image(config: ImageConfig) -> None:
     validate_prompt(config.prompt)
     validate_steps(config.steps)
     _number(config.seed, "seed", integer=True)
-    if _number(config.lr, "lr") <= 0:
+    if config.lr is not None and _number(config.lr, "lr") <= 0:
         raise BadConfig(f"lr must be positive, got {config.lr}.")
     if _number(config.preview_every, "preview_every", integer=True) < 1:
         raise BadConfig(f"preview_every must be at least 1, got {config.preview_every}.")

@@ -26,10 +26,24 @@ from .imaging import labelled_row, tensor_to_image
 from .rundir import attach_log, prepare_run_dir, write_json, write_png
 
 IMAGE_FLAGS = (
-    Flag("--lr", "lr", "Adam learning rate on the image", float),
+    Flag("--lr", "lr", "Adam learning rate on the image (default: 0.05 on latents, 0.002 on pixels)", float),
     Flag("--preview-every", "preview_every", "steps between previews", int),
     Flag("--compare", "compare", "comma-separated methods to run side by side, e.g. sds,nfsd,sdi", _csv),
 )
+
+# Adam's step on the image when `lr` is unset, by the space the model works in. Adam moves every
+# value by about lr per step whatever the gradient's size, so this is how far 1,000 steps can
+# carry a pixel. Measured on toy-shapes (32 px in [-1, 1], "a red cube, front view", seed 0):
+# 0.05 and 0.01 drive SDS and NFSD to saturated, noisy colours; 0.003, 0.002 and 0.001 give the
+# object on a flat background, 0.001 still converging at step 1,000.
+IMAGE_LR = {"latent": 0.05, "pixel": 0.002}
+
+
+def image_lr(config: ImageConfig, model: DiffusionModel) -> float:
+    """The learning rate a run uses: the configured one, else IMAGE_LR for the model's space."""
+    if config.lr is not None:
+        return config.lr
+    return IMAGE_LR["pixel" if model.pixel_space else "latent"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +81,7 @@ def run(args: argparse.Namespace, events: EventStream) -> int:
     timer = StepTimer(config.steps * len(methods))
     finals = []
     for index, method in enumerate(methods):
-        events.emit("stage", name="train", message=f"{method}: {config.steps} steps")
+        events.emit("stage", name="train", message=f"{method}: {config.steps} steps, lr {image_lr(config, model):g}")
         guidance = make_guidance(method, model.denoiser, **config.guidance.settings())
         x = distill_image(model, guidance, prompts, config, events, timer, out, index, method)
         final = tensor_to_image(model.decode_latents(x)[0])
@@ -90,7 +104,7 @@ def distill_image(model: DiffusionModel, guidance, prompts: Prompts, config: Ima
         grey = torch.full((1, 3, model.image_size, model.image_size), 0.5, device=model.device)
         x = model.encode_images(grey).clone()
     x.requires_grad_(True)
-    optimizer = torch.optim.Adam([x], lr=config.lr)
+    optimizer = torch.optim.Adam([x], lr=image_lr(config, model))
     offset = run_index * config.steps
     for step in range(config.steps):
         result = guidance.direction(x, prompts, step, config.steps, generator)

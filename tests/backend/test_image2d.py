@@ -20,6 +20,7 @@ def test_image_run_writes_files_and_events_in_order(tmp_path, capsys):
     assert kinds == (["start", "stage", "stage"] + ["progress"] * 3 + ["preview"] + ["progress"] * 3
                      + ["preview", "done"])
     assert [e["name"] for e in events if e["event"] == "stage"] == ["load_model", "train"]
+    assert events[2]["message"] == "nfsd: 6 steps, lr 0.05"  # tiny-random has a VAE: the latent default
     assert all(e["v"] == 1 and isinstance(e["time"], float) for e in events)
     progress = [e for e in events if e["event"] == "progress"]
     assert [p["step"] for p in progress] == list(range(1, 7))
@@ -29,7 +30,7 @@ def test_image_run_writes_files_and_events_in_order(tmp_path, capsys):
     assert sorted(p.name for p in (out / "previews").iterdir()) == ["latest.png", "step_000003.png", "step_000006.png"]
     config = json.loads((out / "config.json").read_text())
     assert config["prompt"] == "a red cube" and config["guidance"]["guidance_scale"] == 7.5
-    assert config["guidance"]["method"] == "nfsd" and config["seed"] == 3
+    assert config["guidance"]["method"] == "nfsd" and config["seed"] == 3 and config["lr"] is None
     written = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert written == events
     assert Image.open(out / "final.png").size == (64, 64)
@@ -70,3 +71,21 @@ def test_jsonl_mode_prints_only_events_and_progress_bar_mode_prints_none(tmp_pat
     human = run_subprocess(["image", "a red cube", "--out", str(tmp_path / "h"), *ARGS])
     assert human.returncode == 0 and human.stdout == ""
     assert "step" in human.stderr and "done in" in human.stderr
+
+
+def test_pixel_space_model_takes_the_pixel_step_unless_lr_is_given(tmp_path, capsys):
+    # One Adam step moves every value by lr (its first update is lr * g / |g|). toy-shapes works on
+    # pixels in [-1, 1] from a grey start (0), so the final PNG holds 255 * (1 -+ lr) / 2, rounded.
+    def one_step(name, *extra):
+        out = tmp_path / name
+        code, events = run_cli(["image", "a red cube", "--out", str(out), "--model", "toy-shapes", "--device", "cpu",
+                                "--steps", "1", *extra], capsys)
+        assert code == 0
+        return events[2]["message"], np.unique(np.asarray(Image.open(out / "final.png")))
+
+    message, values = one_step("default")
+    assert message == "nfsd: 1 steps, lr 0.002"
+    assert set(values) == {127, 128}  # 127.5 -+ 0.255
+    message, values = one_step("given", "--lr", "0.1")
+    assert message == "nfsd: 1 steps, lr 0.1"
+    assert set(values) == {115, 140}  # 127.5 -+ 12.75

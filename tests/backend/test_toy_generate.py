@@ -26,7 +26,8 @@ by_hand = pytest.mark.skipif(os.environ.get("NFSD_SLOW_CHECKS") != "1",
 @pytest.mark.slow
 @pytest.mark.parametrize("colour, shape", [
     pytest.param("yellow", "cylinder"),
-    # Measured: the draft makes a round cup (the face-on picture of a cube seen from every side; README).
+    # Measured: the draft makes a round cup. The model draws a cube as one tapered picture whatever the
+    # view word says, and only a round solid shows that picture from every side (README).
     pytest.param("red", "cube", marks=[by_hand, pytest.mark.xfail(reason="the draft rounds the cube", strict=True)]),
     pytest.param("blue", "sphere", marks=by_hand),
     pytest.param("green", "cone", marks=by_hand),

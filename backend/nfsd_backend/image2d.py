@@ -25,12 +25,6 @@ from .guidance import Prompts, distillation_loss, make_guidance
 from .imaging import labelled_row, tensor_to_image
 from .rundir import attach_log, prepare_run_dir, write_json, write_png
 
-IMAGE_FLAGS = (
-    Flag("--lr", "lr", "Adam learning rate on the image (default: 0.05 on latents, 0.002 on pixels)", float),
-    Flag("--preview-every", "preview_every", "steps between previews", int),
-    Flag("--compare", "compare", "comma-separated methods to run side by side, e.g. sds,nfsd,sdi", _csv),
-)
-
 # Adam's step on the image when `lr` is unset, by the space the model works in. Adam moves every
 # value by about lr per step whatever the gradient's size, so this is how far 1,000 steps can
 # carry a pixel. Measured on toy-shapes (32 px in [-1, 1], "a red cube, front view", seed 0):
@@ -44,6 +38,14 @@ def image_lr(config: ImageConfig, model: DiffusionModel) -> float:
     if config.lr is not None:
         return config.lr
     return IMAGE_LR["pixel" if model.pixel_space else "latent"]
+
+
+IMAGE_FLAGS = (
+    Flag("--lr", "lr", f"Adam learning rate on the image (default: {IMAGE_LR['latent']:g} on latents, "
+                       f"{IMAGE_LR['pixel']:g} on pixels)", float),
+    Flag("--preview-every", "preview_every", "steps between previews", int),
+    Flag("--compare", "compare", "comma-separated methods to run side by side, e.g. sds,nfsd,sdi", _csv),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,12 +78,13 @@ def run(args: argparse.Namespace, events: EventStream) -> int:
                 device=str(resolve_device(config.model.device)), config=to_dict(config))
     events.emit("stage", name="load_model", message=f"loading {config.model.name}")
     model = load_model(config.model)
+    config = dataclasses.replace(config, lr=image_lr(config, model))
     prompts = Prompts(*(e[None] for e in model.encode_prompts([config.prompt, "", config.guidance.negative_prompt])))
     model.offload_text_encoder()
     timer = StepTimer(config.steps * len(methods))
     finals = []
     for index, method in enumerate(methods):
-        events.emit("stage", name="train", message=f"{method}: {config.steps} steps, lr {image_lr(config, model):g}")
+        events.emit("stage", name="train", message=f"{method}: {config.steps} steps, lr {config.lr:g}")
         guidance = make_guidance(method, model.denoiser, **config.guidance.settings())
         x = distill_image(model, guidance, prompts, config, events, timer, out, index, method)
         final = tensor_to_image(model.decode_latents(x)[0])
@@ -104,7 +107,7 @@ def distill_image(model: DiffusionModel, guidance, prompts: Prompts, config: Ima
         grey = torch.full((1, 3, model.image_size, model.image_size), 0.5, device=model.device)
         x = model.encode_images(grey).clone()
     x.requires_grad_(True)
-    optimizer = torch.optim.Adam([x], lr=image_lr(config, model))
+    optimizer = torch.optim.Adam([x], lr=config.lr)
     offset = run_index * config.steps
     for step in range(config.steps):
         result = guidance.direction(x, prompts, step, config.steps, generator)

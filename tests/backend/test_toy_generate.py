@@ -7,17 +7,12 @@ cylinder, sphere, cone and torus come out right; the cube does not yet (marked x
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 import trimesh
+from toy_shapes_check import classify_solid, solid_measures
 
 from .cli_helpers import run_subprocess
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "backend" / "tools"))
-
-from toy_shapes_check import classify_solid, solid_measures  # noqa: E402
 
 by_hand = pytest.mark.skipif(os.environ.get("NFSD_SLOW_CHECKS") != "1",
                              reason="three-minute run; set NFSD_SLOW_CHECKS=1")

@@ -6,29 +6,25 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import trimesh
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "backend" / "tools"))
-
-from toy_shapes_check import (  # noqa: E402
+from toy_shapes_check import (
     background_estimate, classify, classify_colour, classify_shape, classify_solid, object_mask, sample_images,
     silhouette, solid_measures)
-from toy_shapes_data import (  # noqa: E402
+from toy_shapes_data import (
     COLOUR_NAMES, COLOURS, SHAPES, WORDS, ToyShapesDataConfig, caption, make_dataset, render, sample_scenes,
     signed_distance)
 
-from nfsd_backend.config import ModelConfig  # noqa: E402
-from nfsd_backend.diffusion import load_model  # noqa: E402
-from nfsd_backend.diffusion.tokenizer import write_word_tokenizer  # noqa: E402
-from nfsd_backend.export import export_mesh  # noqa: E402
-from nfsd_backend.nerf.cameras import CameraRanges, orbit_cameras  # noqa: E402
+from nfsd_backend.config import ModelConfig
+from nfsd_backend.diffusion import load_model
+from nfsd_backend.diffusion.tokenizer import write_word_tokenizer
+from nfsd_backend.export import export_mesh
+from nfsd_backend.nerf.cameras import CameraRanges, orbit_cameras
 
+REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "backend" / "nfsd_backend" / "models" / "toy_shapes"
 
 

@@ -1,8 +1,10 @@
-"""Camera batches: picking cameras keeps every field of the same rows together."""
+"""Camera batches: picking cameras keeps every field of the same rows together. The view suffix
+of a camera."""
 
+import pytest
 import torch
 
-from nfsd_backend.nerf.cameras import orbit_cameras
+from nfsd_backend.nerf.cameras import VIEW_SUFFIXES, orbit_cameras, view_suffix
 
 
 def test_indexing_picks_the_same_rows_of_every_field():
@@ -16,3 +18,20 @@ def test_indexing_picks_the_same_rows_of_every_field():
     assert torch.equal(picked.c2w, cameras.c2w[[2, 0]])
     assert torch.equal(picked.fovy, cameras.fovy[[2, 0]])
     assert cameras[1:].azimuth_deg.tolist() == [90.0, 180.0]
+
+
+@pytest.mark.parametrize("azimuth, elevation, expected", [
+    (0.0, 10.0, ", front view"), (45.0, 10.0, ", front view"), (-45.0, 0.0, ", front view"),
+    (46.0, 10.0, ", side view"), (90.0, 30.0, ", side view"), (-134.0, 0.0, ", side view"),
+    (135.0, 0.0, ", back view"), (180.0, 0.0, ", back view"), (-180.0, 0.0, ", back view"), (540.0, 0.0, ", back view"),
+    (0.0, 61.0, ", overhead view"), (170.0, 85.0, ", overhead view"), (0.0, 60.0, ", front view"),
+])
+def test_view_suffixes_are_those_of_the_algorithms(azimuth, elevation, expected):
+    """Within 45 deg of the front or the back azimuth, otherwise the side; above 60 deg elevation
+    overhead (ALGORITHMS.md)."""
+    assert view_suffix(azimuth, elevation) == expected
+
+
+def test_every_view_suffix_is_reached_and_no_other():
+    seen = {view_suffix(a, e) for a in torch.arange(-180.0, 180.0, 2.5).tolist() for e in (0.0, 80.0)}
+    assert seen == set(VIEW_SUFFIXES)

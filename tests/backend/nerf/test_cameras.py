@@ -33,5 +33,6 @@ def test_view_suffixes_are_those_of_the_algorithms(azimuth, elevation, expected)
 
 
 def test_every_view_suffix_is_reached_and_no_other():
+    # The trainer encodes the prompt once per entry of VIEW_SUFFIXES and looks each camera's suffix up there.
     seen = {view_suffix(a, e) for a in torch.arange(-180.0, 180.0, 2.5).tolist() for e in (0.0, 80.0)}
     assert seen == set(VIEW_SUFFIXES)

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from nfsd_backend.config import NFSD_NEGATIVE_PROMPT
-from nfsd_backend.nerf.cameras import CameraRanges, Cameras, generate_rays, sample_cameras, view_suffix
+from nfsd_backend.nerf.cameras import (CameraRanges, Cameras, generate_rays, orbit_cameras, sample_cameras,
+                                       view_suffix)
 
 SHAPES = ("sphere", "cube", "cylinder", "cone", "torus")
 COLOURS = {  # name -> albedo (sRGB in [0, 1])
@@ -148,6 +149,24 @@ def sample_scenes(n: int, config: ToyShapesDataConfig, generator: torch.Generato
     gradient_direction = torch.stack([torch.cos(angle), torch.sin(angle)], -1)
     return Scenes(shape, colour, size, albedo, shading, light, ambient, background, ends,
                   gradient_direction, cameras)
+
+
+def posed_scenes(shape: str, size: tuple[float, float], azimuth, elevation: float, distance: float = 2.0,
+                 fovy: float = 50.0, colour: str | None = None) -> tuple[Scenes, ToyShapesDataConfig]:
+    """One primitive seen from chosen cameras (one scene per azimuth), flat albedo on a plain
+    background, and the config to render them with: a known picture for tests and probes.
+    `colour` None keeps the seeded random albedo."""
+    azimuth = torch.as_tensor(azimuth, dtype=torch.float32).reshape(-1)
+    config = ToyShapesDataConfig(overhead_share=0.0, shading_weights=(1.0, 0.0, 0.0),
+                                 background_weights=(0.0, 1.0, 0.0))
+    scenes = sample_scenes(len(azimuth), config, torch.Generator().manual_seed(0))
+    scenes.shape[:] = SHAPES.index(shape)
+    scenes.size[:] = torch.tensor(size)
+    if colour is not None:
+        scenes.colour[:] = COLOUR_NAMES.index(colour)
+        scenes.albedo[:] = torch.tensor(COLOURS[colour])
+    scenes.cameras = orbit_cameras(azimuth, elevation, distance, fovy)
+    return scenes, config
 
 
 # --- geometry -----------------------------------------------------------------------------------

@@ -15,14 +15,14 @@ from toy_shapes_check import (
     background_estimate, classify, classify_colour, classify_shape, classify_solid, object_mask, sample_images,
     silhouette, solid_measures)
 from toy_shapes_data import (
-    COLOUR_NAMES, COLOURS, SHAPES, WORDS, ToyShapesDataConfig, caption, make_dataset, render, sample_scenes,
-    signed_distance)
+    COLOUR_NAMES, COLOURS, SHAPES, WORDS, ToyShapesDataConfig, caption, make_dataset, posed_scenes, render,
+    sample_scenes, signed_distance)
 
 from nfsd_backend.config import ModelConfig
 from nfsd_backend.diffusion import load_model
 from nfsd_backend.diffusion.tokenizer import write_word_tokenizer
 from nfsd_backend.export import export_mesh
-from nfsd_backend.nerf.cameras import CameraRanges, orbit_cameras
+from nfsd_backend.nerf.cameras import CameraRanges
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "backend" / "nfsd_backend" / "models" / "toy_shapes"
@@ -60,18 +60,8 @@ def test_distance_gradients_have_unit_length(shape):
     assert (norm - 1).abs().lt(1e-4).float().mean() > 0.99
 
 
-def one_scene(shape: str, size, azimuth: float, elevation: float, distance_: float = 2.0, fovy: float = 50.0):
-    config = ToyShapesDataConfig(overhead_share=0.0, shading_weights=(1.0, 0.0, 0.0),
-                                 background_weights=(0.0, 1.0, 0.0))
-    scenes = sample_scenes(1, config, torch.Generator().manual_seed(0))
-    scenes.shape[:] = SHAPES.index(shape)
-    scenes.size[:] = torch.tensor(size)
-    scenes.cameras = orbit_cameras(azimuth, elevation, distance_, fovy)
-    return scenes, config
-
-
 def test_render_covers_the_projected_sphere():
-    scenes, config = one_scene("sphere", (0.5, 0.0), azimuth=30.0, elevation=20.0)
+    scenes, config = posed_scenes("sphere", (0.5, 0.0), azimuth=30.0, elevation=20.0)
     _, coverage = render(scenes, config)
     # A sphere of radius r at distance d projects to a disc of angular radius asin(r / d).
     radius_px = math.tan(math.asin(0.5 / 2.0)) / math.tan(math.radians(25.0)) * 32 / 2
@@ -80,21 +70,21 @@ def test_render_covers_the_projected_sphere():
 
 def test_render_of_the_cube_front_is_its_front_face():
     """From the front at eye level a cube shows only its front face: a square at distance d - b."""
-    scenes, config = one_scene("cube", (0.4, 0.0), azimuth=0.0, elevation=0.0)
+    scenes, config = posed_scenes("cube", (0.4, 0.0), azimuth=0.0, elevation=0.0)
     _, coverage = render(scenes, config)
     half_px = 0.4 / (2.0 - 0.4) / math.tan(math.radians(25.0)) * 32 / 2
     assert coverage.sum().item() == pytest.approx((2 * half_px) ** 2, rel=0.02)
 
 
 def test_primitives_stand_upright_along_z():
-    scenes, config = one_scene("cone", (0.5, 0.5), azimuth=90.0, elevation=0.0)
+    scenes, config = posed_scenes("cone", (0.5, 0.5), azimuth=90.0, elevation=0.0)
     _, coverage = render(scenes, config)
     rows = coverage.sum(-1)[0]
     occupied = rows.nonzero().squeeze(1)
     top, bottom = rows[occupied[:3]].mean(), rows[occupied[-3:]].mean()
     assert bottom > 3 * top  # apex up, base down
     # The torus lies in the XY plane: from above, its hole is at the image centre.
-    scenes, config = one_scene("torus", (0.45, 0.15), azimuth=0.0, elevation=85.0)
+    scenes, config = posed_scenes("torus", (0.45, 0.15), azimuth=0.0, elevation=85.0)
     _, coverage = render(scenes, config)
     assert coverage[0, 14:18, 14:18].max() == 0 and coverage[0].sum() > 100
 

@@ -29,7 +29,7 @@ import torch  # noqa: E402
 
 from harness import Table, load_average, log, machine_table  # noqa: E402
 from toy_shapes_data import posed_scenes, render  # noqa: E402
-from nfsd_backend.config import ModelConfig, GuidanceConfig, resolve_guidance  # noqa: E402
+from nfsd_backend.config import DEFAULT_GUIDANCE_SCALE, GuidanceConfig, ModelConfig, resolve_guidance  # noqa: E402
 from nfsd_backend.diffusion import ddim_timesteps, ddim_walk, load_model  # noqa: E402
 from nfsd_backend.guidance import Prompts, make_guidance  # noqa: E402
 
@@ -84,7 +84,6 @@ def main() -> int:
     args = parser.parse_args()
     started = time.time()
     machine = machine_table(torch.device("cpu"))
-    machine.add("load average at start (1 / 5 / 15 min)", load_average())
 
     model = load_model(ModelConfig(name="toy-shapes", device="cpu"))
     denoiser = model.denoiser
@@ -107,8 +106,10 @@ def main() -> int:
 
     stability = Table("SDI's step map F at the renders: dominant eigenvalue of its Jacobian",
                       ["inversion CFG", "label t", "eigenvalue (v.Jv)", "gain (norm of Jv)", "a small change"])
+    defaults = GuidanceConfig()
     stability.notes += [
-        f"Forward CFG 7.5, 10 inversion steps, eta 0.3 with the same draw in every evaluation, "
+        f"Forward CFG {DEFAULT_GUIDANCE_SCALE['sdi']:g}, {defaults.inversion_steps} inversion steps, "
+        f"eta {defaults.inversion_eta:g} with the same draw in every evaluation, "
         f"{args.iterations} power iterations; finite differences through SDIGuidance.direction "
         "with the `x0` weighting, so F(x) = x - direction.",
         "grows: eigenvalue above 1, the render repels changes along it at any step size. "
@@ -119,7 +120,8 @@ def main() -> int:
         "much larger a small change comes back.",
     ]
     for inversion_scale in INVERSION_SCALES:
-        settings = resolve_guidance(GuidanceConfig(method="sdi", guidance_scale=7.5, weighting="x0",
+        # guidance_scale None: SDI's paper default (DEFAULT_GUIDANCE_SCALE)
+        settings = resolve_guidance(GuidanceConfig(method="sdi", weighting="x0",
                                                    inversion_guidance_scale=inversion_scale))
         guidance = make_guidance("sdi", denoiser, **settings.settings())
         for t in LABEL_TIMESTEPS:

@@ -98,7 +98,7 @@ class ExportConfig:
     mesh_resolution: int = 256  # density grid samples per axis
     texture_size: int = 1024  # baked base-colour texture, pixels per side
     # Density iso-level; None = auto: half-way between the density of empty space (median on the
-    # grid's faces) and inside the object (99.9th percentile), see export/mesh.py.
+    # grid's faces) and the median density the surface encloses, see export/mesh.py.
     threshold: float | None = None
     max_faces: int = 50_000  # decimation budget before UV unwrapping
     min_component_fraction: float = 0.05  # drop pieces smaller than this share of the largest

@@ -100,7 +100,7 @@ def test_export_writes_every_file_and_reports_each_stage(exports):
         assert 0 < result.faces <= TEST_EXPORT.max_faces
         # The analytic density steps from 0 to 50: the automatic level is half-way (a hair under:
         # the enclosed voxels include the upper half of the smooth step, so their median is not 50).
-        assert result.threshold == pytest.approx(25.0, rel=1e-2)
+        assert result.threshold == pytest.approx(25.0, rel=5e-3)
 
 
 @pytest.mark.parametrize("name", SHAPES)
@@ -307,9 +307,9 @@ def test_auto_level_is_half_the_median_density_it_encloses_when_the_inside_sprea
     for (low, high), expected in (((20.0, 50.0), 17.5), ((5.0, 60.0), 20.0)):
         grid = np.zeros(ball.shape, np.float32)
         grid[ball] = rng.uniform(low, high, int(ball.sum()))
-        assert auto_level(grid) == pytest.approx(expected, rel=0.02)
-        if high < 3 * low:
-            assert (grid[ball] > auto_level(grid)).all()
+        level = auto_level(grid)
+        assert level == pytest.approx(expected, rel=0.02)
+        assert (grid[ball] > level).all() == (high < 3 * low)
 
 
 class RecordingModule(torch.nn.Module):

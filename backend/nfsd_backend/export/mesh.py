@@ -25,6 +25,17 @@ The level lies strictly between densities the grid holds, so the field crosses i
 the same everywhere (empty, or solid) has no such level: that is an `EmptyGeometry` error. Parts
 much thinner than the rest (below half its median density) are dropped by this rule: give a lower
 fixed threshold for them.
+
+The hidden interior
+-------------------
+A render sees a NeRF's surface where the opacity along the ray passes one half; what lies behind
+that is never seen, so training leaves it anything: hollow, or a fog barely denser than empty space.
+The level then cuts the hidden fog like any other, and a wall of fog that renders as opaque became
+a hole into a hollow inside (a NeRF fitted to exact renders of a cube: genus 2, 57 pieces). So a
+voxel that no axis-aligned ray from outside the grid reaches with a transmittance above one half
+counts as inside, whatever its density: it is raised to the level's mirror image of empty space
+before marching cubes. On a clean step the hidden voxels are inside anyway and nothing changes; a
+cavity seen along an axis (a cup's mouth, a torus's hole) stays open.
 """
 
 from __future__ import annotations
@@ -55,16 +66,24 @@ TAUBIN_NU = 0.53
 MAX_KEPT_FACES = 0.5
 # ... except for meshes this small, which xatlas charts quickly as they are.
 FEW_FACES = 1000
+# A voxel is visible when a ray from outside reaches it with more transmittance than this; one half
+# is where a render's opacity places the surface.
+VISIBLE_TRANSMITTANCE = 0.5
 # Voxels on each side of a face at which the orientation vote compares densities.
 ORIENTATION_OFFSET = 1.5
+
+
+def empty_density(grid: np.ndarray) -> float:
+    """The density of empty space: the median on the grid's six faces."""
+    faces = np.concatenate([side.ravel() for side in (grid[0], grid[-1], grid[:, 0], grid[:, -1],
+                                                      grid[:, :, 0], grid[:, :, -1])])
+    return float(np.median(faces))
 
 
 def auto_level(grid: np.ndarray) -> float:
     """The iso-level half-way between the density of empty space and the median density inside the
     surface at that level (see the module docstring)."""
-    faces = np.concatenate([side.ravel() for side in (grid[0], grid[-1], grid[:, 0], grid[:, -1],
-                                                      grid[:, :, 0], grid[:, :, -1])])
-    outside = float(np.median(faces))
+    outside = empty_density(grid)
     # The statistics need no more than ~256^3 samples: thin out finer grids.
     stride = max(1, grid.shape[0] // STATISTICS_RESOLUTION)
     sample = grid[::stride, ::stride, ::stride]
@@ -81,6 +100,33 @@ def auto_level(grid: np.ndarray) -> float:
             return settled
         level = settled
     return level
+
+
+def hidden_interior(grid: np.ndarray, bound: float) -> np.ndarray:
+    """[N,N,N] bool: the voxels that no ray along an axis, entering the grid from either side,
+    reaches with a transmittance above `VISIBLE_TRANSMITTANCE`. Optical depth counts the density
+    above that of empty space, so a uniform haze hides nothing."""
+    step = 2.0 * bound / (grid.shape[0] - 1)
+    excess = np.clip(grid - empty_density(grid), 0.0, None)
+    visible = np.zeros(grid.shape, dtype=bool)
+    for axis in range(3):
+        for reverse in (False, True):
+            density = np.flip(excess, axis) if reverse else excess
+            # Up to the voxel's centre: all the voxels before it on the ray, and half of itself.
+            depth = (np.cumsum(density, axis=axis) - 0.5 * density) * step
+            seen = depth < -np.log(VISIBLE_TRANSMITTANCE)
+            visible |= np.flip(seen, axis) if reverse else seen
+    return ~visible
+
+
+def fill_hidden_interior(grid: np.ndarray, level: float, bound: float) -> np.ndarray:
+    """`grid` with the hidden voxels (`hidden_interior`) that are not above `level` raised to the
+    level's mirror image of empty space, so marching cubes at `level` encloses them (see the module
+    docstring). The hidden region's rim of one voxel is left alone: there a ray that grazes a
+    curved surface (the inside of a torus's ring) passes for one that is blocked, and the voxel
+    lies on the density's own surface anyway. So a solid without hidden gaps is unchanged."""
+    lifted = ndimage.binary_erosion(hidden_interior(grid, bound)) & (grid <= level)
+    return np.where(lifted, np.float32(2.0 * level - empty_density(grid)), grid)
 
 
 def check_crossing(grid: np.ndarray, level: float) -> None:

@@ -63,6 +63,7 @@ def export_mesh(field: Field, out_dir: Path, *, bound: float, resolution: int = 
     with stage("surface", "marching cubes"):
         level = mesh.auto_level(grid) if threshold is None else float(threshold)
         mesh.check_crossing(grid, level)
+        grid = mesh.fill_hidden_interior(grid, level, bound)
         surface = mesh.extract_surface(grid, level, bound)
     rule = "automatic" if threshold is None else "given"
     logger.info("export: %s density iso-level %.4g, %d marching-cubes faces", rule, level, len(surface.faces))

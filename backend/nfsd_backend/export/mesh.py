@@ -35,7 +35,9 @@ a hole into a hollow inside (a NeRF fitted to exact renders of a cube: genus 2, 
 voxel that no axis-aligned ray from outside the grid reaches with a transmittance above one half
 counts as inside, whatever its density: it is raised to the level's mirror image of empty space
 before marching cubes. On a clean step the hidden voxels are inside anyway and nothing changes; a
-cavity seen along an axis (a cup's mouth, a torus's hole) stays open.
+cavity seen along an axis (a cup's mouth, a torus's hole) stays open. The price: a cavity that
+opens only at a slant, so that no axis sees into it, is filled too (a given `--threshold` does not
+change that).
 """
 
 from __future__ import annotations

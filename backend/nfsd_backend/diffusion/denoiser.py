@@ -56,6 +56,7 @@ def predict_conditions(denoiser: Denoiser, z_t: Tensor, t: Tensor, conditions: l
     latent it is applied to. Returns one eps tensor per condition, for its rows.
     """
     rows = rows or [None] * len(conditions)
+    t = t.to(z_t.device)  # the rules draw t on the CPU, for the same draws on every device
     picks = [torch.arange(z_t.shape[0], device=z_t.device) if r is None else r.to(z_t.device) for r in rows]
     embeddings = torch.cat([c.expand(len(p), *c.shape[1:]) for c, p in zip(conditions, picks)], dim=0)
     eps = denoiser.predict_eps(torch.cat([z_t[p] for p in picks]), torch.cat([t[p] for p in picks]), embeddings)

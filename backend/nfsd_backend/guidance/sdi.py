@@ -44,7 +44,7 @@ class SDIGuidance(Guidance):
         z_t, evals = ddim_walk(self.denoiser, x, path, prompts.cond, prompts.uncond,
                                guidance_scale=s.inversion_guidance_scale, eta=s.inversion_eta,
                                generator=generator)
-        t = torch.full((x.shape[0],), t_label, dtype=torch.long, device=x.device)
+        t = torch.full((x.shape[0],), t_label, dtype=torch.long)  # on the CPU, as the other rules' t
         a, b = self.coefficients(t, x)
         inferred_noise = (z_t - a * x) / b
         eps_guided = guided_eps(self.denoiser, z_t, t, prompts.cond, prompts.uncond, s.guidance_scale)

@@ -201,3 +201,24 @@ def test_defaults_and_bad_settings():
         make_guidance("nfsd", den, guidance=3)
     with pytest.raises(BadConfig, match="nfsd_threshold"):
         make_guidance("nfsd", den, nfsd_threshold=-1)
+
+
+class DeviceCheckingDenoiser(GaussianDenoiser):
+    """Answers zeros, after checking that latents, timesteps and embeddings share one device (the
+    rules draw t on the CPU; picking a CPU t's rows with GPU indices fails on a GPU)."""
+
+    def predict_eps(self, z_t, t, embeddings):
+        assert t.device == z_t.device == embeddings.device, (z_t.device, t.device, embeddings.device)
+        return torch.zeros_like(z_t)
+
+
+@pytest.mark.parametrize("method", ["sds", "nfsd", "sdi"])
+def test_rules_hand_the_denoiser_everything_on_the_latents_device(method):
+    # "meta" stands in for a GPU: a second device that runs on any machine.
+    meta = torch.device("meta")
+    p = prompts()
+    on_meta = Prompts(cond=p.cond.to(meta), uncond=p.uncond.to(meta), neg=p.neg.to(meta))
+    x = latents(shape=(2, *SHAPE[1:])).to(meta)
+    step = make_guidance(method, DeviceCheckingDenoiser()).direction(
+        x, on_meta, step=3, total_steps=10, generator=torch.Generator().manual_seed(0))
+    assert step.grad.device == meta and step.grad.shape == x.shape

@@ -38,7 +38,7 @@ import section_speedups  # noqa: E402
 import section_train_step  # noqa: E402
 from harness import Table, load_average, log, machine_table  # noqa: E402
 from model_sources import SD21_RANDOM, ModelSource  # noqa: E402
-from nfsd_backend.config import SMALL_MODELS  # noqa: E402
+from nfsd_backend.config import BUILTIN_MODELS  # noqa: E402
 
 SECTIONS = ("guidance", "train", "nerf", "speedups", "export", "e2e")
 
@@ -81,7 +81,7 @@ def make_plan(quick: bool, cuda: bool, model: str | None) -> Plan:
     # On the CPU one SD UNet call at batch 2 takes ~10 s and SDI at t=900 makes 11 of them.
     repeats = {"sds": 5, "nfsd": 5, "sdi": 3} if cuda else {"sds": 3, "nfsd": 3, "sdi": 1}
     # CPU-sized models are trained at 32-64 px renders (their presets); Stable Diffusion at 64 then 512.
-    step_sizes = [64, 128] if model in SMALL_MODELS else [64, 512]
+    step_sizes = [64, 128] if model in BUILTIN_MODELS else [64, 512]
     return Plan("full", torch.get_num_threads(), device, model or SD21_RANDOM, precisions, repeats, step_sizes=step_sizes,
                 step_repeats=5 if cuda else 3, nerf_points=2**18, nerf_render_sizes=[64, 128],
                 nerf_log2_table_size=19, nerf_repeats=5,

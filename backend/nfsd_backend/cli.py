@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .config import load_config_file, merge
+from .config import DEVICES, PRECISIONS, load_config_file, merge
 from .console import ConsoleProgress
-from .errors import EXIT_INTERNAL, NfsdError
+from .errors import EXIT_INTERNAL, BadConfig, NfsdError
 from .events import EventStream
 from .rundir import attach_log, detach_logs, logger
 
@@ -41,8 +41,8 @@ def _csv(text: str) -> list[str]:
 MODEL_FLAGS = (
     Flag("--model", "model.name", "hub id, diffusers folder, .safetensors/.ckpt file, toy-shapes or tiny-random"),
     Flag("--revision", "model.revision", "hub revision of --model"),
-    Flag("--device", "model.device", "where the model runs", choices=("auto", "cuda", "cpu", "mps")),
-    Flag("--precision", "model.precision", "model weights' precision", choices=("auto", "fp16", "bf16", "fp32")),
+    Flag("--device", "model.device", "where the model runs", choices=DEVICES),
+    Flag("--precision", "model.precision", "model weights' precision", choices=PRECISIONS),
     Flag("--low-vram", "model.low_vram", "settings for 8 GB cards (see README)", type=None),
 )
 GUIDANCE_FLAGS = (
@@ -112,10 +112,18 @@ COMMANDS = {
 }
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors (a bad flag value, an unknown flag) end like every other user
+    mistake: one line, or one `error` event in jsonl mode, and exit code 2. Subcommands inherit it."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise BadConfig(f"{message} (see `{self.prog} --help`).")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(prog="nfsd", description="Text-to-3D with NFSD / SDI / SDS score distillation.")
+    parser = ArgumentParser(prog="nfsd", description="Text-to-3D with NFSD / SDI / SDS score distillation.")
     parser.add_argument("--version", action="version", version=f"nfsd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
@@ -127,9 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    jsonl = getattr(args, "events", None) == "jsonl"
+    argv = sys.argv[1:] if argv is None else argv
+    # Read before parsing, so that a usage error reaches the add-on as an event too.
+    jsonl = "--events=jsonl" in argv or any(a == "--events" and b == "jsonl" for a, b in zip(argv, argv[1:]))
     events = EventStream(jsonl=sys.stdout if jsonl else None, listeners=[] if jsonl else [ConsoleProgress()])
+    try:
+        args = build_parser().parse_args(argv)
+    except BadConfig as exc:
+        events.emit("error", kind=exc.kind, message=exc.message)
+        return exc.exit_code
     try:
         return args.run(args, events)
     except NfsdError as exc:

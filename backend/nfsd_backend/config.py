@@ -13,12 +13,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import BadConfig
-from .nerf.cameras import CameraRanges
+from .nerf.cameras import CameraRanges, validate_camera_ranges
 from .nerf.field import FieldConfig, validate_field_config
 from .nerf.renderer import RenderConfig, validate_render_config
 
@@ -110,30 +112,69 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
-    """Build dataclass `cls` from `data`, recursing into nested dataclasses; unknown keys fail."""
+    """Build dataclass `cls` from `data`, recursing into nested dataclasses; unknown keys and values
+    of the wrong type fail, naming the setting."""
     if not isinstance(data, dict):
         raise BadConfig(f"{where} must be a JSON object, got {type(data).__name__}.")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise BadConfig(f"unknown setting {where}.{unknown[0]}; known settings: {', '.join(fields)}.")
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
         default = getattr(cls(), name)
         if dataclasses.is_dataclass(default):
             kwargs[name] = from_dict(type(default), value, f"{where}.{name}")
         else:
-            kwargs[name] = value
+            kwargs[name] = typed_value(value, hints[name], f"{where}.{name}")
     return cls(**kwargs)
 
 
+def typed_value(value: Any, hint: Any, where: str) -> Any:
+    """`value` checked against the type hint of its setting (JSON's lists become tuples where a tuple
+    is meant), so a string or a fraction where a count belongs fails here, not deep in a run."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arm in args:
+            try:
+                return typed_value(value, arm, where)
+            except BadConfig:
+                pass
+        raise BadConfig(f"{where} must be {' or '.join(_type_name(arm) for arm in args)}, got {value!r}.")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise BadConfig(f"{where} must be a list of {len(args)} numbers, got {value!r}.")
+        return tuple(typed_value(item, arm, f"{where}[{i}]") for i, (item, arm) in enumerate(zip(value, args)))
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise BadConfig(f"{where} must be a list, got {value!r}.")
+        return [typed_value(item, args[0], f"{where}[{i}]") for i, item in enumerate(value)]
+    ok = {type(None): value is None, bool: isinstance(value, bool),
+          int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool),
+          str: isinstance(value, str)}.get(hint, True)
+    if not ok:
+        raise BadConfig(f"{where} must be {_type_name(hint)}, got {value!r}.")
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    return {type(None): "null", bool: "true or false", int: "a whole number", float: "a number",
+            str: "a string"}.get(hint, str(hint))
+
+
 def load_config_file(path: Path) -> dict[str, Any]:
+    """A settings file (or a run's config.json): one JSON object."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise BadConfig(f"cannot read the config file {path}: {exc.strerror or exc}.") from None
     except json.JSONDecodeError as exc:
         raise BadConfig(f"the config file {path} is not valid JSON (line {exc.lineno}: {exc.msg}).") from None
+    if not isinstance(data, dict):
+        raise BadConfig(f"the config file {path} must hold one JSON object of settings, got {type(data).__name__}.")
+    return data
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -212,8 +253,12 @@ def validate_guidance(guidance: GuidanceConfig) -> None:
         raise BadConfig(f"sdi_t_lo ({guidance.sdi_t_lo}) must not exceed sdi_t_hi ({guidance.sdi_t_hi}).")
     if guidance.t_anneal_at is not None and not 0.0 <= _number(guidance.t_anneal_at, "t_anneal_at") <= 1.0:
         raise BadConfig(f"t_anneal_at is a fraction of the run in [0, 1], got {guidance.t_anneal_at}.")
-    if _number(guidance.inversion_steps, "inversion_steps", integer=True) < 1:
-        raise BadConfig(f"inversion_steps must be at least 1, got {guidance.inversion_steps}.")
+    if guidance.t_anneal_at is not None and guidance.t_max_annealed < guidance.t_min:
+        raise BadConfig(f"t_max_annealed ({guidance.t_max_annealed}) must not be below t_min ({guidance.t_min}); "
+                        "raise t_max_annealed, or set t_anneal_at to null to keep t_max all run.")
+    # One DDIM level per step of the 1000-step schedule at most: more would repeat timesteps.
+    if not 1 <= _number(guidance.inversion_steps, "inversion_steps", integer=True) <= 1000:
+        raise BadConfig(f"inversion_steps must be in 1..1000, got {guidance.inversion_steps}.")
     _number(guidance.inversion_guidance_scale, "inversion_guidance_scale")
     if _number(guidance.inversion_eta, "inversion_eta") < 0:
         raise BadConfig(f"inversion_eta must be >= 0, got {guidance.inversion_eta}.")
@@ -263,7 +308,6 @@ def validate_export(config: ExportConfig) -> None:
 # --- nfsd generate ---------------------------------------------------------------------------
 
 PRESETS = ("draft", "standard", "high")
-SMALL_MODELS = ("toy-shapes", "tiny-random")  # CPU-sized models get CPU-sized presets
 
 
 @dataclass
@@ -310,7 +354,7 @@ def preset_settings(preset: str, model_name: str, low_vram: bool) -> dict[str, A
     """
     if preset not in PRESETS:
         raise BadConfig(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}.")
-    if model_name in SMALL_MODELS:
+    if model_name in BUILTIN_MODELS:  # the built-in models are CPU-sized: so are their presets
         steps = {"draft": 600, "standard": 1500, "high": 4000}[preset]
         # A 64 px render needs no 4096-cell finest level nor a 2^19 table: a smaller grid trains
         # several times faster on a CPU and draws the same primitives.
@@ -374,5 +418,6 @@ def validate_generate(config: GenerateConfig) -> None:
     for name in ("lambda_sparsity", "lambda_opacity"):
         if _number(getattr(t, name), name) < 0:
             raise BadConfig(f"{name} must be >= 0, got {getattr(t, name)}.")
+    validate_camera_ranges(t.cameras)
     validate_field_config(t.field)
     validate_render_config(t.render)

@@ -3,6 +3,11 @@ into one line (or one `error` event) instead of a traceback."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1  # a bug or a failure the user cannot fix by changing the command: see the log
 EXIT_USER = 2  # a mistake in the command, the settings or the model path
@@ -45,3 +50,12 @@ class EmptyGeometry(NfsdError):
 
 class NonFinite(NfsdError):
     kind = "non_finite"
+
+
+@contextmanager
+def out_of_memory_means(advice: str) -> Iterator[None]:
+    """A CUDA out-of-memory error inside the block becomes an OutOfMemory that says what to do."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise OutOfMemory(f"the GPU ran out of memory; {advice}") from None

@@ -19,7 +19,7 @@ from .cli import GUIDANCE_FLAGS, MODEL_FLAGS, RUN_FLAGS, Flag, _csv, add_common,
 from .config import ImageConfig, from_dict, resolve_guidance, to_dict, validate_image
 from .diffusion import DiffusionModel, load_model
 from .diffusion.loading import resolve_device
-from .errors import EXIT_OK
+from .errors import EXIT_OK, out_of_memory_means
 from .events import EventStream, StepTimer
 from .guidance import Prompts, distillation_loss, make_guidance
 from .imaging import labelled_row, tensor_to_image
@@ -71,13 +71,20 @@ def run(args: argparse.Namespace, events: EventStream) -> int:
     out = prepare_run_dir(args.out)
     attach_log(out)
     events.attach_run_dir(out)
-    write_json(out / "config.json", to_dict(config))
     methods = config.compare or [config.guidance.method]
     started = time.perf_counter()
     events.emit("start", run_dir=str(out), total_steps=config.steps * len(methods), method=",".join(methods),
                 device=str(resolve_device(config.model.device)), config=to_dict(config))
     events.emit("stage", name="load_model", message=f"loading {config.model.name}")
+    with out_of_memory_means("turn on --low-vram, or run on the CPU with --device cpu."):
+        return distill_and_write(config, out, methods, events, started)
+
+
+def distill_and_write(config: ImageConfig, out: Path, methods: list[str], events: EventStream, started: float) -> int:
+    """Load the model, distil one image per method, write the finals (and the comparison row)."""
     model = load_model(config.model)
+    # Written once the run can start (see train.py): a failed start leaves the --out reusable.
+    write_json(out / "config.json", to_dict(config))
     config = dataclasses.replace(config, lr=image_lr(config, model))
     prompts = Prompts(*(e[None] for e in model.encode_prompts([config.prompt, "", config.guidance.negative_prompt])))
     model.offload_text_encoder()

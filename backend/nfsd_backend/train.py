@@ -8,20 +8,19 @@ handled between steps; the run ends with `export_mesh` into `OUT/mesh/`.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_fits, load_checkpoint, save_checkpoint
 from .cli import EXPORT_FLAGS, GUIDANCE_FLAGS, MODEL_FLAGS, RUN_FLAGS, Flag, add_common, add_flags, settings_from
 from .config import GenerateConfig, merge, resolve_generate, to_dict, validate_generate
 from .control import EXPORT, RunControl
 from .diffusion import DiffusionModel, load_model
 from .diffusion.loading import resolve_device
-from .errors import EXIT_CANCELLED, EXIT_OK, BadConfig, NonFinite, OutOfMemory
+from .errors import EXIT_CANCELLED, EXIT_OK, BadConfig, NonFinite, out_of_memory_means
 from .events import EventStream, StepTimer
 from .export import ExportResult, export_mesh_with
 from .guidance import Guidance, Prompts, distillation_loss, make_guidance
@@ -39,7 +38,6 @@ GENERATE_FLAGS = (
     Flag("--checkpoint-every", "train.checkpoint_every", "steps between checkpoints", int),
     Flag("--lr", "train.lr", "learning rate of the hash-grid encoding", float),
 )
-EXIT_STOPPED = EXIT_CANCELLED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -215,7 +213,6 @@ def run(args: argparse.Namespace, events: EventStream) -> int:
     config, out, checkpoint = resolve_config(args)
     attach_log(out)
     events.attach_run_dir(out)
-    write_json(out / "config.json", to_dict(config))
     control = RunControl()
     if args.control == "stdin":
         control.watch_stream()
@@ -230,10 +227,15 @@ def train_and_export(config: GenerateConfig, out: Path, checkpoint: dict[str, An
     events.emit("start", run_dir=str(out), total_steps=config.steps, method=config.guidance.method,
                 device=str(device), config=to_dict(config))
     events.emit("stage", name="load_model", message=f"loading {config.model.name}")
-    try:
+    with out_of_memory_means("lower --render-size-late or --mesh-resolution, or turn on --low-vram (the last "
+                             "checkpoint is kept, continue with --resume)."):
         trainer = Trainer(config, load_model(config.model))
         if checkpoint is not None:
-            trainer.load_state_dict(checkpoint)
+            with checkpoint_fits(out):
+                trainer.load_state_dict(checkpoint)
+        # Written once the run can start: a folder left by a failed start (a wrong model name, no
+        # GPU) holds no config.json, so the same --out can be used again.
+        write_json(out / "config.json", to_dict(config))
         events.emit("stage", name="train", message=f"{config.guidance.method}: steps {trainer.step + 1}-{config.steps}")
         timer = StepTimer(config.steps, first_step=trainer.step + 1)
         while trainer.step < config.steps and control.requested is None:
@@ -245,18 +247,17 @@ def train_and_export(config: GenerateConfig, out: Path, checkpoint: dict[str, An
                 write_preview(trainer, out, events)
             if step % config.train.checkpoint_every == 0 or step == config.steps:
                 write_checkpoint(trainer, out, events)
-    except torch.cuda.OutOfMemoryError:
-        raise OutOfMemory("the GPU ran out of memory; lower --render-size-late or --mesh-resolution, or turn on "
-                          "--low-vram (the last checkpoint is kept, continue with --resume).") from None
     if control.requested is not None and control.requested != EXPORT:
         path = write_checkpoint(trainer, out, events)
         events.emit("cancelled", step=trainer.step, checkpoint=str(path))
-        return EXIT_STOPPED
+        return EXIT_CANCELLED
     if trainer.step < config.steps:  # `export` asked: keep the state reached so far, then export it
         write_checkpoint(trainer, out, events)
     events.emit("stage", name="export", message=f"marching cubes at {config.export.mesh_resolution}^3, "
                                                 f"texture {config.export.texture_size} px")
-    result = export_field(trainer.field, out / "mesh", config, events)
+    with out_of_memory_means(f"the trained field is kept: export it again with a lower --mesh-resolution or "
+                             f"--texture-size, `nfsd export {out} --mesh-resolution 128`."):
+        result = export_field(trainer.field, out / "mesh", config, events)
     events.emit("done", mesh=str(result.glb), obj=str(result.obj), elapsed_s=round(time.perf_counter() - started, 3))
     return EXIT_OK
 
@@ -278,10 +279,11 @@ def write_checkpoint(trainer: Trainer, out: Path, events: EventStream) -> Path:
     return path
 
 
-def field_from_state(config: GenerateConfig, state: dict[str, Any], device: torch.device) -> NerfField:
+def field_from_state(config: GenerateConfig, state: dict[str, Any], device: torch.device, run_dir: Path) -> NerfField:
     """The trained field of a checkpoint, ready to evaluate."""
     field = NerfField(config.train.field, device=device)
-    field.load_state_dict(state["field"])
+    with checkpoint_fits(run_dir):
+        field.load_state_dict(state["field"])
     return field.eval()
 
 

@@ -76,3 +76,28 @@ def test_human_mode_error_is_one_line_without_traceback(tmp_path):
     result = run_subprocess(["image", "", "--out", str(tmp_path / "r")])
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().count("\n") == 0 and "prompt is empty" in result.stderr
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["generate", "a cube", "--steps", "abc"], "argument --steps: invalid int value: 'abc'"),
+    (["image", "a cube", "--out", "unused", "--preset", "draft"], "unrecognized arguments: --preset draft"),
+    (["generate", "a cube", "--method"], "argument --method: expected one argument"),
+    (["export"], "the following arguments are required: run_dir"),
+])
+def test_usage_errors_are_one_error_event(capsys, argv, fragment):
+    code, events = run_cli(argv, capsys)
+    assert code == 2 and [e["event"] for e in events] == ["error"]
+    assert events[0]["kind"] == "bad_config" and fragment in events[0]["message"]
+    assert "--help" in events[0]["message"] and "\n" not in events[0]["message"]
+    assert capsys.readouterr().err == ""  # no usage text besides the event
+
+
+@pytest.mark.parametrize("command", ["generate", "image"])
+def test_a_failed_start_leaves_the_folder_reusable(tmp_path, capsys, command):
+    out = tmp_path / "run"
+    code, events = run_cli([command, "a cube", "--out", str(out), *BASE, "--model", "someone/missing-model"], capsys)
+    assert code == 2 and events[-1]["kind"] == "model_not_found"
+    assert not (out / "config.json").exists()
+    code, events = run_cli(["image", "a cube", "--out", str(out), *BASE], capsys)
+    assert code == 0 and events[-1]["event"] == "done"
+    assert json.loads((out / "config.json").read_text())["model"]["name"] == "tiny-random"

@@ -138,6 +138,44 @@ def test_reexport_from_checkpoint(tmp_path, capsys):
     assert (out / "mesh" / "model.glb").is_file()  # the earlier result survives
 
 
+def test_reexport_refuses_what_it_cannot_do_and_keeps_the_mesh(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert run_cli(["generate", "a red cube", "--out", str(out), *COMMON], capsys)[0] == 0
+    mesh = (out / "mesh" / "model.glb").read_bytes()
+    settings = tmp_path / "settings.json"
+
+    def export(config: dict) -> tuple[int, list[dict]]:
+        settings.write_text(json.dumps(config))
+        return run_cli(["export", str(out), "--config", str(settings)], capsys)
+
+    code, events = export({"export": {"mesh_res": 32}})
+    assert code == 2 and "unknown setting config.export.mesh_res" in events[-1]["message"]
+    code, events = export({"export": {"texture_size": "big"}})
+    assert code == 2 and "config.export.texture_size must be a whole number" in events[-1]["message"]
+    code, events = export({"prompt": "a blue sphere"})
+    assert code == 2 and "changes only export settings and model.device" in events[-1]["message"]
+    saved = json.loads((out / "config.json").read_text())
+    code, events = export(saved)  # the run's own settings are fine
+    assert code == 0 and events[-1]["event"] == "done"
+
+    # A field built from other settings than the checkpoint's: one line, not a traceback.
+    changed = json.loads(json.dumps(saved))
+    changed["train"]["field"]["mlp_width"] = 16
+    (out / "config.json").write_text(json.dumps(changed))
+    code, events = run_cli(["export", str(out)], capsys)
+    assert code == 2 and events[-1]["kind"] == "bad_config" and "does not fit" in events[-1]["message"]
+    (out / "config.json").write_text(json.dumps(saved))
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr("nfsd_backend.reexport.export_field", out_of_memory)
+    mesh = (out / "mesh" / "model.glb").read_bytes()
+    code, events = run_cli(["export", str(out)], capsys)
+    assert code == 1 and events[-1]["kind"] == "out_of_memory" and "--mesh-resolution" in events[-1]["message"]
+    assert (out / "mesh" / "model.glb").read_bytes() == mesh
+
+
 @pytest.mark.parametrize("case", ["unwritable_out", "corrupt_checkpoint", "missing_out", "resume_not_a_run"])
 def test_bad_generate_input(tmp_path, capsys, case):
     if case == "unwritable_out":

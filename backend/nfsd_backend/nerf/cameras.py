@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import BadConfig
+
 
 @dataclass
 class CameraRanges:
@@ -69,6 +71,18 @@ def orbit_cameras(azimuth_deg, elevation_deg, distance, fovy_deg) -> Cameras:
     c2w = torch.eye(4).repeat(len(az), 1, 1)
     c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = right, up, -forward, position
     return Cameras(c2w=c2w, fovy=torch.deg2rad(fovy), azimuth_deg=az, elevation_deg=el, distance=dist)
+
+
+def validate_camera_ranges(ranges: CameraRanges) -> None:
+    """Refuse ranges no camera can be drawn from, naming the setting."""
+    limits = {"azimuth_deg": (-360.0, 360.0), "elevation_deg": (-90.0, 90.0), "distance": (0.0, float("inf")),
+              "fovy_deg": (0.0, 180.0)}
+    for name, (lowest, highest) in limits.items():
+        lo, hi = getattr(ranges, name)
+        if not lowest <= lo <= hi <= highest or (name in ("distance", "fovy_deg") and lo == 0.0):
+            raise BadConfig(f"train.cameras.{name} must be [low, high] with low <= high, within "
+                            f"{'(' if name in ('distance', 'fovy_deg') else '['}{lowest:g}, {highest:g}], "
+                            f"got {[lo, hi]}.")
 
 
 def sample_cameras(batch: int, ranges: CameraRanges, generator: torch.Generator | None = None) -> Cameras:

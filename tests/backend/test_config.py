@@ -1,0 +1,62 @@
+"""Settings: values of the wrong type, impossible ranges and bad files fail with one line naming
+the setting; a resolved config fed back gives the same config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nfsd_backend.config import load_config_file, resolve_generate, to_dict, validate_generate
+from nfsd_backend.errors import BadConfig
+
+BASE = {"prompt": "a cube", "model": {"name": "tiny-random"}}
+
+
+def resolved(settings: dict):
+    config = resolve_generate({**BASE, **settings})
+    validate_generate(config)
+    return config
+
+
+@pytest.mark.parametrize("settings, fragment", [
+    ({"steps": "3"}, "config.steps must be a whole number or null, got '3'"),
+    ({"seed": 1.5}, "config.seed must be a whole number, got 1.5"),
+    ({"train": {"field": {"bound": "1"}}}, "config.train.field.bound must be a number, got '1'"),
+    ({"train": {"render": {"occupancy_resolution": 64.0}}}, "occupancy_resolution must be a whole number"),
+    ({"model": {"low_vram": 1}}, "config.model.low_vram must be true or false"),
+    ({"guidance": {"negative_prompt": None}}, "negative_prompt must be a string"),
+    ({"train": {"cameras": {"fovy_deg": 5}}}, "config.train.cameras.fovy_deg must be a list of 2 numbers"),
+    ({"train": {"cameras": {"distance": [1.5, "2"]}}}, "config.train.cameras.distance[1] must be a number"),
+    ({"train": {"cameras": {"fovy_deg": [0, 70]}}}, "train.cameras.fovy_deg must be [low, high]"),
+    ({"train": {"cameras": {"elevation_deg": [30, 10]}}}, "train.cameras.elevation_deg must be [low, high]"),
+    ({"train": {"cameras": {"elevation_deg": [-100, 10]}}}, "within [-90, 90]"),
+    ({"guidance": {"inversion_steps": 1001}}, "inversion_steps must be in 1..1000"),
+    ({"guidance": {"method": "nfsd", "t_min": 0.6}}, "t_max_annealed (0.5) must not be below t_min (0.6)"),
+])
+def test_bad_values_name_the_setting(settings, fragment):
+    with pytest.raises(BadConfig) as error:
+        resolved(settings)
+    assert fragment in error.value.message and "\n" not in error.value.message
+
+
+def test_good_values_pass_and_json_lists_become_tuples():
+    config = resolved({"steps": 5, "guidance": {"guidance_scale": 7, "t_anneal_at": None},
+                       "train": {"cameras": {"fovy_deg": [30, 60]}}})
+    assert config.train.cameras.fovy_deg == (30, 60) and config.guidance.guidance_scale == 7
+    assert resolved({"guidance": {"inversion_steps": 1000, "method": "sdi"}}).guidance.inversion_steps == 1000
+
+
+def test_a_resolved_config_fed_back_is_the_same_config():
+    config = resolved({"seed": 3, "preset": "draft", "train": {"cameras": {"azimuth_deg": [-90, 90]}}})
+    again = resolved(json.loads(json.dumps(to_dict(config))))
+    assert again == config
+
+
+@pytest.mark.parametrize("text, fragment", [("[1, 2]", "must hold one JSON object of settings, got list"),
+                                            ("{oops", "is not valid JSON")])
+def test_config_file_must_be_one_json_object(tmp_path, text, fragment):
+    path = tmp_path / "settings.json"
+    path.write_text(text)
+    with pytest.raises(BadConfig, match=fragment):
+        load_config_file(path)

@@ -56,12 +56,6 @@ class ModelSource:
         self.device = device
         self._components = None
 
-    def dtype(self, precision: str, low_vram: bool) -> torch.dtype:
-        """The backend's rule: `--low-vram` means fp16 on CUDA whatever the precision."""
-        if low_vram and self.device.type == "cuda":
-            return torch.float16
-        return resolve_dtype(precision, self.device)
-
     def build(self, precision: str, low_vram: bool = False) -> DiffusionModel:
         if self.name not in (SD21_RANDOM, "tiny-random"):
             return load_model(ModelConfig(name=self.name, device=self.device.type, precision=precision,
@@ -73,7 +67,7 @@ class ModelSource:
         unet.to(memory_format=torch.contiguous_format)
         vae.to(memory_format=torch.contiguous_format)
         return DiffusionModel(self.name, tokenizer, text_encoder, unet, scheduler, vae, device=self.device,
-                              dtype=self.dtype(precision, low_vram), low_vram=low_vram)
+                              dtype=resolve_dtype(precision, self.device, low_vram), low_vram=low_vram)
 
     def release(self) -> None:
         self._components = None

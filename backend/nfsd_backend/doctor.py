@@ -64,6 +64,9 @@ def cached_models() -> list[str]:
 def report() -> dict[str, Any]:
     import torch
 
+    # Imported here: config imports the field, whose hash grid asks this module about tinycudann.
+    from .config import BUILTIN_MODELS
+
     gpus = []
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
@@ -81,7 +84,7 @@ def report() -> dict[str, Any]:
         "tinycudann": check_tinycudann(),
         "nerfacc": check_nerfacc(),
         "cached_models": cached_models(),
-        "builtin_models": ["toy-shapes", "tiny-random"],
+        "builtin_models": list(BUILTIN_MODELS),
     }
 
 

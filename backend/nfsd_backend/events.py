@@ -22,7 +22,6 @@ class EventStream:
     def __init__(self, jsonl: IO[str] | None = None, listeners: list[Listener] | None = None):
         self.jsonl = jsonl
         self.listeners = list(listeners or [])
-        self.history: list[dict[str, Any]] = []
         self._run_file: IO[str] | None = None
 
     def attach_run_dir(self, run_dir: Path) -> None:
@@ -44,7 +43,6 @@ class EventStream:
             if out is not None:
                 out.write(line + "\n")
                 out.flush()
-        self.history.append(record)
         for listener in self.listeners:
             listener(record)
         return record

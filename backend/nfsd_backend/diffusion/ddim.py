@@ -15,12 +15,12 @@ from torch import Tensor
 from .denoiser import Denoiser, predict_conditions, standard_normal
 
 
-def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000, offset: int = 1) -> list[int]:
+def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[int]:
     """Stable Diffusion's "leading" DDIM grid, ascending: 1, 101, ..., 901 for 10 steps of 1000."""
     if num_steps < 1:
         raise ValueError("num_steps must be at least 1")
     stride = num_train_timesteps // num_steps
-    return [i * stride + offset for i in range(num_steps) if i * stride + offset < num_train_timesteps]
+    return [i * stride + 1 for i in range(num_steps) if i * stride + 1 < num_train_timesteps]
 
 
 def eta_sigma(abar_from: Tensor, abar_to: Tensor) -> Tensor:

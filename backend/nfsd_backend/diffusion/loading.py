@@ -35,7 +35,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_dtype(precision: str, device: torch.device, low_vram: bool = False) -> torch.dtype:
-    """auto: fp16 on CUDA (and always with --low-vram there), fp32 elsewhere."""
+    """auto: fp16 on CUDA, fp32 elsewhere; --low-vram means fp16 on CUDA whatever the precision."""
+    if low_vram and device.type == "cuda":
+        return torch.float16
     if precision == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
@@ -131,9 +133,7 @@ def _to(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> to
 def load_model(config: ModelConfig) -> DiffusionModel:
     """The model named by `config` (built-in, file, folder or hub id) on the configured device."""
     device = resolve_device(config.device)
-    dtype = resolve_dtype(config.precision, device)
-    if config.low_vram and device.type == "cuda":
-        dtype = torch.float16
+    dtype = resolve_dtype(config.precision, device, config.low_vram)
     if config.name == "tiny-random":
         components = build_tiny_random()
     elif config.name == "toy-shapes":

@@ -35,8 +35,6 @@ class Guidance:
     drawn on the CPU from `generator`, so one seed gives every method the same draws on any device.
     """
 
-    method = ""
-
     def __init__(self, denoiser: Denoiser, settings: GuidanceConfig):
         self.denoiser = denoiser
         self.settings = settings

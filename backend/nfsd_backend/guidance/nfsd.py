@@ -19,8 +19,6 @@ from .base import Guidance, GuidanceStep, Prompts
 
 
 class NFSDGuidance(Guidance):
-    method = "nfsd"
-
     def direction(self, x: Tensor, prompts: Prompts, step: int, total_steps: int,
                   generator: torch.Generator | None = None) -> GuidanceStep:
         if prompts.neg is None:

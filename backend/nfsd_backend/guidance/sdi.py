@@ -19,8 +19,6 @@ from .base import Guidance, GuidanceStep, Prompts
 
 
 class SDIGuidance(Guidance):
-    method = "sdi"
-
     def timestep(self, step: int, total_steps: int) -> int:
         s = self.settings
         T = self.num_train_timesteps

@@ -11,8 +11,6 @@ from .base import Guidance, GuidanceStep, Prompts
 
 
 class SDSGuidance(Guidance):
-    method = "sds"
-
     def direction(self, x: Tensor, prompts: Prompts, step: int, total_steps: int,
                   generator: torch.Generator | None = None) -> GuidanceStep:
         t = self.sample_timesteps(x.shape[0], step, total_steps, generator)

@@ -301,16 +301,16 @@ class VolumeRenderer(torch.nn.Module):
 
     def render(self, field: RenderableField, cameras: Cameras, height: int, width: int, *,
                generator: torch.Generator | None = None, shading: str = "random",
-               background: str = "random", solid_color: tuple[float, float, float] = (1.0, 1.0, 1.0),
-               normals: bool = False) -> RenderOutput:
+               background: str = "random", solid_color: tuple[float, float, float] = (1.0, 1.0, 1.0)
+               ) -> RenderOutput:
         """Render `cameras` at height x width, differentiably, in chunks of `chunk_rays` rays.
 
         Training: pass a `generator`; samples are stratified, and `shading` / `background`
         'random' draw the shading mode and environment-or-solid-colour with the configured
         probabilities. Previews: no generator; samples sit mid-step and the light at the camera;
         name the shading ('albedo', 'diffuse', 'textureless') and background ('environment', or
-        'solid' with `solid_color`). `normals=True` also returns the normal map (it is always
-        computed for diffuse and textureless shading).
+        'solid' with `solid_color`). The normal map is returned with diffuse and textureless
+        shading, which need it.
         """
         config = self.config
         device = self.occupancy.density.device  # the renderer's device; cameras may live on the CPU
@@ -322,7 +322,7 @@ class VolumeRenderer(torch.nn.Module):
         near, far, hit = ray_box_intersection(origins, directions, self.bound)
         jitter = draws.jitter.to(device)
         ray_lights = draws.lights.to(device).repeat_interleave(rays_per_image, dim=0)
-        with_normals = normals or shading != "albedo"
+        with_normals = shading != "albedo"
 
         chunk = config.chunk_rays
         recompute = torch.is_grad_enabled() and n_rays > chunk

@@ -52,22 +52,14 @@ def run_one(resolution: int, shape: str, texture_size: int) -> dict:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    memory = ""
-    try:
-        total_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                            if line.startswith("MemTotal")))
-        memory = f", {total_kb / 2**20:.0f} GiB RAM"
-    except (OSError, StopIteration):
-        pass
+    """The machine in one line (`harness` finds the CPU and the memory, as for the report's table)."""
     import torch
-    return (f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}, "
+
+    from harness import cpu_name, memory_total_gib
+
+    memory = memory_total_gib()
+    ram = f", {memory:.0f} GiB RAM" if memory is not None else ""
+    return (f"{cpu_name()}, {os.cpu_count()} cores{ram}, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 

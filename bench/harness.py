@@ -211,7 +211,8 @@ def load_average() -> str:
         return "unknown"
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what `platform` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -221,12 +222,12 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _memory_gib() -> str:
+def memory_total_gib() -> float | None:
+    """The machine's RAM in GiB (/proc/meminfo), or None where that cannot be read."""
     try:
-        total_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-        return f"{total_kib / 2**20:.1f} GiB"
+        return int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) / 2**20
     except (OSError, AttributeError):
-        return "unknown"
+        return None
 
 
 def _version(package: str) -> str:
@@ -251,9 +252,10 @@ def _git_commit() -> str:
 def machine_table(device: torch.device) -> Table:
     table = Table("Machine", ["what", "value"])
     table.add("date", time.strftime("%Y-%m-%d %H:%M %Z"))
-    table.add("CPU", f"{_cpu_name()}, {os.cpu_count()} logical cores")
+    table.add("CPU", f"{cpu_name()}, {os.cpu_count()} logical cores")
     table.add("torch threads", torch.get_num_threads())
-    table.add("memory", _memory_gib())
+    memory = memory_total_gib()
+    table.add("memory", "unknown" if memory is None else f"{memory:.1f} GiB")
     gpus = [f"{torch.cuda.get_device_name(i)} ({torch.cuda.get_device_properties(i).total_memory / 2**30:.1f} GiB)"
             for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     table.add("GPU", "; ".join(gpus) or "none")

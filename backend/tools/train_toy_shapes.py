@@ -1,7 +1,7 @@
 """Train `toy-shapes`: a small pixel-space text-to-image diffusion model of coloured primitives.
 
     python backend/tools/train_toy_shapes.py --out backend/nfsd_backend/models/toy_shapes \\
-        --work-dir /tmp/toy-shapes-run
+        --work-dir WORK_DIR
 
 Renders a seeded data set (toy_shapes_data.py), then trains a UNet2DConditionModel and a small
 CLIPTextModel together on the standard epsilon objective over DDPM's 1000 noise levels (Stable

@@ -109,16 +109,23 @@ def hidden_interior(grid: np.ndarray, bound: float) -> np.ndarray:
     reaches with a transmittance above `VISIBLE_TRANSMITTANCE`. Optical depth counts the density
     above that of empty space, so a uniform haze hides nothing."""
     step = 2.0 * bound / (grid.shape[0] - 1)
-    excess = np.clip(grid - empty_density(grid), 0.0, None)
+    # Memory: the excess and one buffer of running sums, both the size of the grid, and the mask (a
+    # quarter of that); the rest is worked a slice at a time (at 1024^3 a full-grid temporary is 4 GiB).
+    excess = grid - empty_density(grid)
+    np.clip(excess, 0.0, None, out=excess)
+    sums = np.empty_like(excess)
     visible = np.zeros(grid.shape, dtype=bool)
+    limit = -np.log(VISIBLE_TRANSMITTANCE)
     for axis in range(3):
         for reverse in (False, True):
             density = np.flip(excess, axis) if reverse else excess
-            # Up to the voxel's centre: all the voxels before it on the ray, and half of itself.
-            depth = (np.cumsum(density, axis=axis) - 0.5 * density) * step
-            seen = depth < -np.log(VISIBLE_TRANSMITTANCE)
-            visible |= np.flip(seen, axis) if reverse else seen
-    return ~visible
+            seen = np.flip(visible, axis) if reverse else visible
+            np.cumsum(density, axis=axis, out=sums)
+            for i in range(len(sums)):
+                # Up to the voxel's centre: all the voxels before it on the ray, and half of itself.
+                depth = (sums[i] - 0.5 * density[i]) * step
+                seen[i] |= depth < limit
+    return np.logical_not(visible, out=visible)
 
 
 def fill_hidden_interior(grid: np.ndarray, level: float, bound: float) -> np.ndarray:

@@ -1,8 +1,8 @@
 """The backend's command lines, built from the panel's settings. No bpy here.
 
 The add-on never imports the backend (it runs in another interpreter), so the few backend defaults
-the panel shows (guidance scales, timestep ranges) are restated here; the flag spellings are the
-backend's (`nfsd_backend/cli.py`).
+the panel relies on (guidance scales, timestep ranges and schedules, export size limits) are
+restated here; the flag spellings are the backend's (`nfsd_backend/cli.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ DEFAULT_GUIDANCE_SCALE = {"sds": 100.0, "nfsd": 7.5, "sdi": 7.5}
 # that set it (SDI sweeps t linearly from the top of its range to the bottom).
 DEFAULT_TIMESTEP_RANGE = {"sds": (0.02, 0.98), "nfsd": (0.02, 0.98), "sdi": (0.25, 0.98)}
 TIMESTEP_RANGE_KEYS = {"sds": ("t_min", "t_max"), "nfsd": ("t_min", "t_max"), "sdi": ("sdi_t_lo", "sdi_t_hi")}
+# Methods whose default schedule lowers the top of the range partway through the run, to this
+# value (the backend's config.method_settings: NFSD drops t_max to 0.5 at 20% of the run).
+ANNEALED_T_MAX = {"nfsd": 0.5}
+# The export sizes the backend accepts (its config.validate_export); 0 in the panel = the preset's.
+MESH_RESOLUTION_RANGE = (16, 1024)
+TEXTURE_SIZE_RANGE = (64, 8192)
 # Render resolution schedules the Advanced panel offers: the render size per phase of the run
 # ("64-512": 64x64 renders, then 512x512, the NFSD paper's schedule). "preset" leaves it to --preset.
 RENDER_SCHEDULES: dict[str, tuple[int, ...]] = {"64": (64,), "64-256": (64, 256), "64-512": (64, 512),
@@ -49,12 +55,12 @@ class GenerateSettings:
     device: str = "auto"  # auto | cuda | cpu | mps
     precision: str = "auto"  # auto | fp16 | bf16 | fp32
     low_vram: bool = False  # the backend's settings for 8 GB cards
-    mesh_resolution: int = 256  # marching-cubes grid per axis
-    texture_size: int = 1024  # baked texture, pixels per side
+    mesh_resolution: int = 0  # marching-cubes grid per axis; 0 = the preset's
+    texture_size: int = 0  # baked texture, pixels per side; 0 = the preset's
     render_schedule: str = "preset"  # "preset" or a key of RENDER_SCHEDULES
     timestep_range: str = "method"  # "method" = the method's default range, "custom" = t_min..t_max
-    t_min: float = 0.02  # smallest timestep (fraction of T) when timestep_range is "custom"
-    t_max: float = 0.98  # largest timestep (fraction of T) when timestep_range is "custom"
+    t_min: float = DEFAULT_TIMESTEP_RANGE["nfsd"][0]  # smallest timestep (fraction of T) when "custom"
+    t_max: float = DEFAULT_TIMESTEP_RANGE["nfsd"][1]  # largest timestep (fraction of T) when "custom"
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> GenerateSettings:
@@ -86,7 +92,24 @@ def settings_problem(settings: GenerateSettings) -> str | None:
                 "the minimum must be below the maximum (Advanced).")
     if settings.render_schedule != "preset" and settings.render_schedule not in RENDER_SCHEDULES:
         return f"Unknown render schedule {settings.render_schedule!r}."
+    return export_sizes_problem(settings.mesh_resolution, settings.texture_size)
+
+
+def export_sizes_problem(mesh_resolution: int, texture_size: int) -> str | None:
+    """What is wrong with the Mesh Resolution and Texture Size (0 = the preset's or the run's own),
+    as one sentence; None when fine. The fields allow 0, so Blender cannot hold them to the range."""
+    for name, value, (low, high) in (("Mesh Resolution", mesh_resolution, MESH_RESOLUTION_RANGE),
+                                     ("Texture Size", texture_size, TEXTURE_SIZE_RANGE)):
+        if value != 0 and not low <= value <= high:
+            return f"{name} {value} is out of range: use {low} to {high}, or 0 to keep the default (Advanced)."
     return None
+
+
+def method_defaults(method: str) -> dict[str, float]:
+    """The panel settings a method brings when it is chosen: its paper's guidance scale and its
+    own timestep range (SDI's is a sweep over a higher range than NFSD's and SDS's)."""
+    t_min, t_max = DEFAULT_TIMESTEP_RANGE[method]
+    return {"guidance_scale": DEFAULT_GUIDANCE_SCALE[method], "t_min": t_min, "t_max": t_max}
 
 
 def backend_command(python: str) -> list[str]:
@@ -108,9 +131,8 @@ def generate_command(python: str, settings: GenerateSettings, out_dir: str,
         "--model", settings.model,
         "--device", settings.device,
         "--precision", settings.precision,
-        "--mesh-resolution", str(settings.mesh_resolution),
-        "--texture-size", str(settings.texture_size),
     ]
+    command += export_size_flags(settings.mesh_resolution, settings.texture_size)
     if settings.steps > 0:
         command += ["--steps", str(settings.steps)]
     if settings.low_vram:
@@ -126,7 +148,13 @@ def override_config(settings: GenerateSettings) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if settings.timestep_range == "custom":
         low_key, high_key = TIMESTEP_RANGE_KEYS[settings.method]
-        config["guidance"] = {low_key: settings.t_min, high_key: settings.t_max}
+        guidance = {low_key: settings.t_min, high_key: settings.t_max}
+        if settings.method in ANNEALED_T_MAX:
+            # Keep the method's schedule (the top of the range drops partway through), inside
+            # Min..Max: unclamped, the backend draws t up to its own annealed top (0.5) above a
+            # lower Max. With Min above that top, t stays at Min after the drop.
+            guidance["t_max_annealed"] = min(max(ANNEALED_T_MAX[settings.method], settings.t_min), settings.t_max)
+        config["guidance"] = guidance
     if settings.render_schedule != "preset":
         # The backend's train.render_size, then train.render_size_late from 20% of the run (null = never).
         sizes = RENDER_SCHEDULES[settings.render_schedule]
@@ -134,12 +162,21 @@ def override_config(settings: GenerateSettings) -> dict[str, Any]:
     return config
 
 
+def export_size_flags(mesh_resolution: int, texture_size: int) -> list[str]:
+    """The export size flags for the sizes that are set; a 0 sends none, so the preset's size
+    applies (generate) or the run's own config (re-export)."""
+    flags: list[str] = []
+    if mesh_resolution > 0:
+        flags += ["--mesh-resolution", str(mesh_resolution)]
+    if texture_size > 0:
+        flags += ["--texture-size", str(texture_size)]
+    return flags
+
+
 def export_command(python: str, run_dir: str, mesh_resolution: int, texture_size: int) -> list[str]:
     """`nfsd export`: a new mesh from a run's checkpoint, reporting through the event stream."""
-    return backend_command(python) + [
-        "export", run_dir, "--mesh-resolution", str(mesh_resolution), "--texture-size", str(texture_size),
-        "--events", "jsonl",
-    ]
+    return backend_command(python) + ["export", run_dir, *export_size_flags(mesh_resolution, texture_size),
+                                      "--events", "jsonl"]
 
 
 def doctor_command(python: str) -> list[str]:

@@ -16,7 +16,9 @@ def import_result(context: bpy.types.Context, mesh: Path, properties: Mapping[st
     """Import `mesh` (.glb) into a new collection named after the prompt, move it to the 3D cursor
     and store `properties` on every new object. Returns the new objects."""
     before = set(bpy.data.objects)
-    bpy.ops.import_scene.gltf(filepath=str(mesh))
+    # glTF stores a vertex once per UV island it touches; merging gives one connected mesh again
+    # (the backend writes one normal per position, so nothing keeps the seams apart).
+    bpy.ops.import_scene.gltf(filepath=str(mesh), merge_vertices=True)
     new_objects = [obj for obj in bpy.data.objects if obj not in before]
 
     collection = bpy.data.collections.new(collection_name(str(properties.get("prompt", ""))))

@@ -172,11 +172,10 @@ class JobStatus:
 class Job:
     """A backend command and its status. Only the main thread calls its methods."""
 
-    def __init__(self, kind: str, command: Sequence[str], run_dir: Path, settings: dict[str, Any]):
+    def __init__(self, kind: str, command: Sequence[str], run_dir: Path):
         self.kind = kind  # "generate" | "export"
         self.command = list(command)
         self.run_dir = Path(run_dir)
-        self.settings = settings  # what the user asked for (GenerateSettings.to_dict())
         self.status = JobStatus()
         self.process: BackendProcess | None = None
         self._output_ended = False

@@ -101,8 +101,7 @@ class NFSD_OT_generate(bpy.types.Operator):
                                    "Choose another Output Folder in the preferences.")
             return {"CANCELLED"}
         python = str(backend_python(preferences(context)))
-        job = Job("generate", command.generate_command(python, settings, str(run_dir), config_file),
-                  run_dir, settings.to_dict())
+        job = Job("generate", command.generate_command(python, settings, str(run_dir), config_file), run_dir)
         scene_settings(context).last_run_dir = str(run_dir)
         return start_job_or_report(self, job)
 
@@ -170,9 +169,8 @@ class NFSD_OT_import_result(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:  # type: ignore[override]
         settings = scene_settings(context)
         mesh = Path(bpy.path.abspath(settings.last_mesh))
-        run_dir = last_run_dir(context) or mesh.parent.parent
         try:
-            objects = import_result(context, mesh, result.run_properties(run_dir))
+            objects = import_result(context, mesh, result.run_properties(result.run_dir_of(mesh)))
         except RuntimeError as exc:  # the glTF importer's own report
             self.report({"ERROR"}, f"Cannot import {mesh}: {exc}")
             return {"CANCELLED"}
@@ -199,10 +197,13 @@ class NFSD_OT_reexport(bpy.types.Operator):
         run_dir = last_run_dir(context)
         assert run_dir is not None
         settings = scene_settings(context)
+        problem = command.export_sizes_problem(settings.mesh_resolution, settings.texture_size)
+        if problem:
+            self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
         python = str(backend_python(preferences(context)))
         job = Job("export", command.export_command(python, str(run_dir), settings.mesh_resolution,
-                                                   settings.texture_size),
-                  run_dir, result.read_json(run_dir / result.REQUEST_NAME))
+                                                   settings.texture_size), run_dir)
         return start_job_or_report(self, job)
 
 

@@ -31,8 +31,10 @@ TIMESTEP_RANGE_ITEMS = [
 
 
 def _method_changed(self: Any, context: bpy.types.Context) -> None:
-    """A new method brings its paper's guidance scale (SDS needs 100, NFSD and SDI 7.5)."""
-    self.guidance_scale = command.DEFAULT_GUIDANCE_SCALE[self.method]
+    """A new method brings its paper's guidance scale (SDS needs 100, NFSD and SDI 7.5) and its own
+    timestep range, so a Custom range starts from the method's."""
+    for name, value in command.method_defaults(self.method).items():
+        setattr(self, name, value)
 
 
 class NFSD_SceneSettings(bpy.types.PropertyGroup):
@@ -54,14 +56,16 @@ class NFSD_SceneSettings(bpy.types.PropertyGroup):
     render_schedule: EnumProperty(name="Render Size", items=RENDER_SCHEDULE_ITEMS, default="preset",
                                   description="Size of the NeRF renders shown to the diffusion model")
     timestep_range: EnumProperty(name="Timesteps", items=TIMESTEP_RANGE_ITEMS, default="method")
-    t_min: FloatProperty(name="Min", default=0.02, min=0.0, max=1.0,
+    t_min: FloatProperty(name="Min", default=command.DEFAULT_TIMESTEP_RANGE["nfsd"][0], min=0.0, max=1.0,
                          description="Lowest noise level, as a fraction of the diffusion time")
-    t_max: FloatProperty(name="Max", default=0.98, min=0.0, max=1.0,
+    t_max: FloatProperty(name="Max", default=command.DEFAULT_TIMESTEP_RANGE["nfsd"][1], min=0.0, max=1.0,
                          description="Highest noise level, as a fraction of the diffusion time")
-    mesh_resolution: IntProperty(name="Mesh Resolution", default=256, min=16, max=1024,
-                                 description="Marching-cubes grid size per axis: more detail, more faces")
-    texture_size: IntProperty(name="Texture Size", default=1024, min=64, max=8192,
-                              description="Baked colour texture, pixels per side")
+    mesh_resolution: IntProperty(name="Mesh Resolution", default=0, min=0, max=command.MESH_RESOLUTION_RANGE[1],
+                                 description="Marching-cubes grid size per axis: more detail, more faces; "
+                                 "0 = the quality preset's (on Re-export: the run's own)")
+    texture_size: IntProperty(name="Texture Size", default=0, min=0, max=command.TEXTURE_SIZE_RANGE[1],
+                              description="Baked colour texture, pixels per side; "
+                              "0 = the quality preset's (on Re-export: the run's own)")
     low_vram: BoolProperty(name="Low VRAM", default=False,
                            description="Half precision and smaller renders, for 8 GB graphics cards")
     last_run_dir: StringProperty(name="Last Run", subtype="DIR_PATH",

@@ -62,6 +62,13 @@ def run_properties(run_dir: Path) -> dict[str, Any]:
     return generation_properties(read_json(run_dir / REQUEST_NAME), read_json(run_dir / CONFIG_NAME), str(run_dir))
 
 
+def run_dir_of(mesh: Path) -> Path:
+    """The run folder a result mesh belongs to (generate and re-export both write RUN/MESH_PATH).
+    Not the scene's latest run: that one may still be running, or have failed, when its
+    predecessor's mesh is imported."""
+    return mesh.parents[len(MESH_PATH.parts) - 1]
+
+
 def collection_name(prompt: str) -> str:
     """The collection a result goes into: the prompt, on one line, cut to Blender's name limit."""
     name = " ".join(prompt.split()) or "NFSD result"

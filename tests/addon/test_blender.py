@@ -52,9 +52,13 @@ def test_installed_extension_registers_everything(addon):
     scene = settings(addon)
     assert (scene.prompt, scene.method, scene.guidance_scale, scene.preset, scene.steps) == (
         "", "nfsd", 7.5, "standard", 0)
+    assert (scene.mesh_resolution, scene.texture_size) == (0, 0)  # the preset's
     assert job_state(addon).state == "idle"
     scene.method = "sds"
     assert scene.guidance_scale == 100.0  # the method's paper default comes with it
+    scene.t_min, scene.t_max = 0.1, 0.4
+    scene.method = "sdi"  # and its own timestep range, where a Custom range starts
+    assert (scene.guidance_scale, scene.t_min, scene.t_max) == pytest.approx((7.5, 0.25, 0.98))
 
 
 def test_generate_shows_progress_and_imports_the_result(addon, drive, alive):
@@ -90,6 +94,8 @@ def test_generate_shows_progress_and_imports_the_result(addon, drive, alive):
     assert bpy.data.collections["a red box"].name in bpy.context.scene.collection.children
     assert tuple(obj.matrix_world.translation) == pytest.approx((1.0, 2.0, 3.0))
     assert len(obj.data.uv_layers) == 1
+    # the .glb stores the box's 36 face corners apart; merged, it is one closed box of 8 corners
+    assert (len(obj.data.vertices), len(obj.data.edges), len(obj.data.polygons)) == (8, 18, 12)
     images = [node.image for slot in obj.material_slots for node in slot.material.node_tree.nodes
               if node.type == "TEX_IMAGE"]
     assert len(images) == 1 and tuple(images[0].size) == (16, 16)
@@ -101,6 +107,7 @@ def test_generate_shows_progress_and_imports_the_result(addon, drive, alive):
     scene = settings(addon)
     assert Path(scene.last_run_dir) == run_dir and Path(scene.last_mesh) == run_dir / "mesh" / "model.glb"
     job = addon.module("runtime").current.job
+    assert "--mesh-resolution" not in job.command and "--texture-size" not in job.command  # the preset's
     drive(lambda: job.exited, job.poll, "the backend to exit")
     assert job.process.returncode == 0 and not alive(job.process.pid)
     log = (run_dir / "blender-backend.log").read_text()
@@ -154,13 +161,36 @@ def test_reexport_imports_a_new_mesh(addon, drive):
     generate(addon, "export twice", steps=2)
     drain_until(addon, drive, lambda: job_state(addon).state == "done", "the run to finish")
     before = set(bpy.data.objects)
+    settings(addon).mesh_resolution = 8
+    with pytest.raises(RuntimeError, match="Mesh Resolution 8 is out of range"):
+        bpy.ops.nfsd.reexport()
+    settings(addon).mesh_resolution = 0
     assert bpy.ops.nfsd.reexport() == {"FINISHED"}
     assert job_state(addon).kind == "export"
+    assert "--mesh-resolution" not in addon.module("runtime").current.job.command  # the run's own
     drain_until(addon, drive, lambda: finished(addon), "the export")
     assert job_state(addon).state == "done"
     objects = new_objects(addon, before)
     assert len(objects) == 1 and objects[0].users_collection[0].name == "export twice.001"
     assert objects[0]["steps"] == 2 and objects[0]["prompt"] == "export twice"
+
+
+def test_import_last_result_keeps_its_own_runs_settings(addon, drive, monkeypatch):
+    """A later run that failed (or still runs) is the scene's latest run, but the last result is
+    still the earlier run's mesh: importing it again must carry that run's recipe."""
+    bpy = addon.bpy
+    generate(addon, "the first run", steps=2, seed=1)
+    drain_until(addon, drive, lambda: job_state(addon).state == "done", "the first run")
+    first_run = Path(job_state(addon).run_dir)
+    monkeypatch.setenv("FAKE_NFSD_FAIL", "error")
+    generate(addon, "a failing run", steps=4, seed=2)
+    drain_until(addon, drive, lambda: finished(addon), "the failing run")
+    assert job_state(addon).state == "failed" and Path(settings(addon).last_run_dir) != first_run
+    before = set(bpy.data.objects)
+    assert bpy.ops.nfsd.import_result() == {"FINISHED"}
+    objects = new_objects(addon, before)
+    assert [obj.users_collection[0].name for obj in objects] == ["the first run.001"]
+    assert (objects[0]["prompt"], objects[0]["seed"], objects[0]["run_dir"]) == ("the first run", 1, str(first_run))
 
 
 def test_an_error_event_is_reported_with_its_fix(addon, drive, monkeypatch):

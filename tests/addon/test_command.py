@@ -7,7 +7,8 @@ from datetime import datetime
 import pytest
 
 from blender_nfsd.command import (GenerateSettings, backend_environment, doctor_command, export_command,
-                                  generate_command, override_config, run_folder_name, settings_problem)
+                                  generate_command, method_defaults, override_config, run_folder_name,
+                                  settings_problem)
 
 
 def test_generate_command_with_every_flag():
@@ -29,11 +30,22 @@ def test_unset_guidance_scale_is_the_methods_paper_default(method, scale):
     assert command[command.index("--guidance-scale") + 1] == scale
 
 
-def test_defaults_leave_steps_to_the_preset_and_send_no_config():
+def test_defaults_leave_steps_and_sizes_to_the_preset_and_send_no_config():
     command = generate_command("py", GenerateSettings(prompt="x"), "/out")
     assert "--steps" not in command and "--low-vram" not in command and "--config" not in command
+    assert "--mesh-resolution" not in command and "--texture-size" not in command
     assert command[command.index("--preset") + 1] == "standard"
     assert command[command.index("--negative-prompt") + 1].startswith("unrealistic, blurry")
+
+
+@pytest.mark.parametrize("sizes, sent", [
+    ({"mesh_resolution": 384}, {"--mesh-resolution": "384"}),
+    ({"texture_size": 2048}, {"--texture-size": "2048"}),
+])
+def test_only_the_export_sizes_that_are_set_are_sent(sizes, sent):
+    command = generate_command("py", GenerateSettings(prompt="x", **sizes), "/out")
+    flags = ("--mesh-resolution", "--texture-size")
+    assert {flag: command[command.index(flag) + 1] for flag in flags if flag in command} == sent
 
 
 def test_an_empty_negative_prompt_is_sent_as_empty():
@@ -44,7 +56,9 @@ def test_an_empty_negative_prompt_is_sent_as_empty():
 def test_override_config_only_for_changed_advanced_settings():
     assert override_config(GenerateSettings(prompt="x")) == {}
     custom = GenerateSettings(prompt="x", method="nfsd", timestep_range="custom", t_min=0.1, t_max=0.6)
-    assert override_config(custom) == {"guidance": {"t_min": 0.1, "t_max": 0.6}}
+    assert override_config(custom) == {"guidance": {"t_min": 0.1, "t_max": 0.6, "t_max_annealed": 0.5}}
+    sds = GenerateSettings(prompt="x", method="sds", timestep_range="custom", t_min=0.1, t_max=0.3)
+    assert override_config(sds) == {"guidance": {"t_min": 0.1, "t_max": 0.3}}  # SDS's top never drops
     sdi = GenerateSettings(prompt="x", method="sdi", timestep_range="custom", t_min=0.3, t_max=0.9)
     assert override_config(sdi) == {"guidance": {"sdi_t_lo": 0.3, "sdi_t_hi": 0.9}}
     schedule = GenerateSettings(prompt="x", render_schedule="64-512")
@@ -53,12 +67,30 @@ def test_override_config_only_for_changed_advanced_settings():
     assert override_config(fixed) == {"train": {"render_size": 64, "render_size_late": None}}
 
 
+@pytest.mark.parametrize("t_min, t_max, annealed", [
+    (0.02, 0.3, 0.3),  # Max below NFSD's annealed top: the top stays at Max
+    (0.02, 0.98, 0.5),  # the method's own range: the method's own schedule
+    (0.6, 0.9, 0.6),  # Min above it: the top drops to Min
+])
+def test_a_custom_nfsd_range_keeps_its_annealed_top_inside_the_range(t_min, t_max, annealed):
+    settings = GenerateSettings(prompt="x", method="nfsd", timestep_range="custom", t_min=t_min, t_max=t_max)
+    assert override_config(settings)["guidance"]["t_max_annealed"] == annealed
+
+
+def test_a_method_brings_its_guidance_scale_and_timestep_range():
+    assert method_defaults("nfsd") == {"guidance_scale": 7.5, "t_min": 0.02, "t_max": 0.98}
+    assert method_defaults("sdi") == {"guidance_scale": 7.5, "t_min": 0.25, "t_max": 0.98}
+    assert method_defaults("sds") == {"guidance_scale": 100.0, "t_min": 0.02, "t_max": 0.98}
+
+
 @pytest.mark.parametrize("changes, problem", [
     ({"prompt": "  "}, "The prompt is empty"),
     ({"method": "dds"}, "Unknown method 'dds'"),
     ({"model": ""}, "No model is set"),
     ({"timestep_range": "custom", "t_min": 0.7, "t_max": 0.5}, "The timestep range 0.7..0.5 is empty"),
     ({"render_schedule": "4k"}, "Unknown render schedule '4k'"),
+    ({"mesh_resolution": 8}, "Mesh Resolution 8 is out of range: use 16 to 1024, or 0"),
+    ({"texture_size": 10000}, "Texture Size 10000 is out of range: use 64 to 8192, or 0"),
 ])
 def test_settings_problems(changes, problem):
     settings = GenerateSettings.from_mapping({"prompt": "a lion", **changes})
@@ -81,6 +113,9 @@ def test_export_and_doctor_commands():
     assert export_command("py", "/runs/lion", 384, 2048) == [
         "py", "-m", "nfsd_backend", "export", "/runs/lion", "--mesh-resolution", "384", "--texture-size", "2048",
         "--events", "jsonl"]
+    # 0: the run's own sizes, from its config.json
+    assert export_command("py", "/runs/lion", 0, 0) == ["py", "-m", "nfsd_backend", "export", "/runs/lion",
+                                                        "--events", "jsonl"]
     assert doctor_command("py") == ["py", "-m", "nfsd_backend", "doctor", "--json"]
 
 

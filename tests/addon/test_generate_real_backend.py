@@ -4,10 +4,21 @@ is in the scene. Needs `nfsd generate` (the training issue) on the branch."""
 
 from __future__ import annotations
 
+import json
+import struct
 import sys
 from pathlib import Path
 
 import pytest
+
+
+def glb_vertex_count(path: Path) -> int:
+    """Vertices as a .glb stores them: one per position and UV island (from its JSON chunk)."""
+    data = path.read_bytes()
+    (length,) = struct.unpack_from("<I", data, 12)
+    gltf = json.loads(data[20:20 + length])
+    return sum(gltf["accessors"][primitive["attributes"]["POSITION"]]["count"]
+               for mesh in gltf["meshes"] for primitive in mesh["primitives"])
 
 
 def test_generate_with_the_real_backend(addon, drive, monkeypatch):
@@ -41,6 +52,8 @@ def test_generate_with_the_real_backend(addon, drive, monkeypatch):
     assert [c.name for c in obj.users_collection] == ["a small test object"]
     assert tuple(obj.matrix_world.translation) == pytest.approx((0.0, 0.0, 1.0))  # at the 3D cursor
     assert len(obj.data.polygons) > 0 and len(obj.data.uv_layers) == 1
+    # the UV seams split vertices in the file; the import joins them again
+    assert len(obj.data.vertices) < glb_vertex_count(Path(state.run_dir) / "mesh" / "model.glb")
     assert any(node.type == "TEX_IMAGE" and node.image is not None
                for slot in obj.material_slots for node in slot.material.node_tree.nodes)
     assert (obj["prompt"], obj["seed"], obj["steps"], obj["model"], obj["method"]) == (

@@ -138,7 +138,7 @@ def test_durations():
 
 def script_job(tmp_path, source: str) -> Job:
     command = [sys.executable, "-c", textwrap.dedent(source)]
-    return Job("generate", command, tmp_path / "run", {})
+    return Job("generate", command, tmp_path / "run")
 
 
 EMIT = """
@@ -188,7 +188,7 @@ sys.exit(7)
 
 
 def test_a_missing_interpreter_fails_the_job_without_raising(tmp_path):
-    job = Job("generate", [str(tmp_path / "no" / "python"), "-m", "nfsd_backend"], tmp_path / "run", {})
+    job = Job("generate", [str(tmp_path / "no" / "python"), "-m", "nfsd_backend"], tmp_path / "run")
     assert job.start(dict(os.environ)) is False
     assert job.status.state == FAILED and job.status.error_kind == "backend_missing"
     assert str(tmp_path / "no" / "python") in job.status.message

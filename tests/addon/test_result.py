@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from blender_nfsd.command import GenerateSettings
-from blender_nfsd.result import (CONFIG_NAME, REQUEST_NAME, collection_name, generation_properties, read_json,
-                                 run_properties)
+from blender_nfsd.result import (CONFIG_NAME, MESH_PATH, REQUEST_NAME, collection_name, generation_properties,
+                                 read_json, run_dir_of, run_properties)
 
 REQUEST = GenerateSettings(prompt="a ceramic lion", negative_prompt="blurry", method="sdi", guidance_scale=None,
                            steps=0, seed=5, model="toy-shapes").to_dict()
@@ -39,3 +39,7 @@ def test_collection_names():
     assert collection_name("") == "NFSD result"
     long = collection_name("word " * 40)
     assert long == ("word " * 12).strip() + "..."  # cut to fit 63 characters, at a word
+
+
+def test_a_mesh_belongs_to_the_run_folder_that_holds_it(tmp_path):
+    assert run_dir_of(tmp_path / "runs" / "lion" / MESH_PATH) == tmp_path / "runs" / "lion"

@@ -1,6 +1,7 @@
 """Choosing between a CUDA-only accelerator (tinycudann, nerfacc) and its pure-PyTorch twin.
 
-The accelerators are optional: the pure-torch code computes the same thing everywhere. `auto`
+The accelerators are optional: the pure-torch code computes the same kind of thing everywhere
+(nerfacc marches at a fixed step, the torch sampler spreads its samples over each ray). `auto`
 takes the accelerator when the device is CUDA and the accelerator's capability check
 (`doctor.check_tinycudann` / `doctor.check_nerfacc`) says 'ok'; naming the accelerator
 explicitly where it cannot run is a user error, not a silent fallback.

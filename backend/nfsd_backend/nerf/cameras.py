@@ -63,7 +63,7 @@ def orbit_cameras(azimuth_deg, elevation_deg, distance, fovy_deg) -> Cameras:
     forward = torch.nn.functional.normalize(-position, dim=-1)
     world_up = torch.tensor([0.0, 0.0, 1.0]).expand_as(forward)
     right = torch.cross(forward, world_up, dim=-1)
-    # Straight above or below, the world's up is parallel to the view: use +Y as the reference.
+    # Straight above or below, the world's up is parallel to the view: +X is the right vector.
     degenerate = right.norm(dim=-1) < 1e-6
     right[degenerate] = torch.tensor([1.0, 0.0, 0.0])
     right = torch.nn.functional.normalize(right, dim=-1)

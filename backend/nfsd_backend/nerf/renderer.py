@@ -34,14 +34,16 @@ BACKGROUNDS = ("environment", "solid")
 class RenderConfig:
     """How rays are sampled, which space is skipped, and how training renders are randomised."""
 
-    samples_per_ray: int = 64  # stratified samples between the ray's entry into and exit from the box
+    # Stratified samples between the ray's entry into and exit from the box (nerfacc on CUDA: a fixed
+    # step, the box diagonal / samples_per_ray, as threestudio's).
+    samples_per_ray: int = 64
     chunk_rays: int = 16384  # rays rendered at once: bounds memory; with gradients, chunks are recomputed in backward
     sampler: str = "auto"  # auto | torch | nerfacc; auto = nerfacc's marcher on CUDA when it works
     occupancy_resolution: int = 64  # cells per axis of the occupancy grid over the box
     occupancy_threshold: float = 0.01  # density at or below which a cell counts as empty
     occupancy_update_every: int = 16  # training steps between occupancy grid updates
     occupancy_decay: float = 0.95  # per update, a cell's recorded density decays by this factor (EMA of the max)
-    occupancy_samples_per_cell: int = 1  # density samples per cell and update: its centre, then random points
+    occupancy_samples_per_cell: int = 2  # density samples per cell and update: its centre, then random points
     occupancy_dilation: int = 1  # cells within this many cells of an occupied one are kept too (safety margin)
     albedo_probability: float = 0.2  # training shading: albedo only (threestudio's albedo_ratio)
     diffuse_probability: float = 0.4  # training shading: Lambert with a random point light
@@ -100,9 +102,11 @@ def ray_box_intersection(origins: torch.Tensor, directions: torch.Tensor,
 class OccupancyGrid(torch.nn.Module):
     """Which cells of a resolution^3 grid over the box may hold density above a threshold.
 
-    Each update samples the density at every cell's centre (and, if asked, at random points in
-    it), keeps `max(decay * previous, new max)` per cell, marks the cells above the threshold
-    occupied and dilates that mask by `dilation` cells. It errs towards keeping. Why dilation 1
+    Each update samples the density at every cell's centre and at `samples_per_cell - 1` random
+    points in it, keeps `max(decay * previous, new max)` per cell, marks the cells above the
+    threshold occupied and dilates that mask by `dilation` cells. It errs towards keeping. The
+    random points find what the centres never see, a structure thinner than a cell lying between
+    two planes of centres (a leaf, a thin wall); the decayed max remembers it. Why dilation 1
     suffices: let a cell C contain a point p of a region where the density exceeds the
     threshold, and let the region also contain the ball of radius sqrt(3)/2 cells around the
     point q found by stepping sqrt(3)/2 cells from p inwards (true unless the region is thinner
@@ -116,7 +120,7 @@ class OccupancyGrid(torch.nn.Module):
     occupied: torch.Tensor  # [R,R,R] bool buffer: the cells samples are taken in
 
     def __init__(self, resolution: int, bound: float, threshold: float = 0.01, decay: float = 0.95,
-                 samples_per_cell: int = 1, dilation: int = 1):
+                 samples_per_cell: int = 2, dilation: int = 1):
         super().__init__()
         self.resolution, self.bound, self.threshold = resolution, bound, threshold
         self.decay, self.samples_per_cell, self.dilation = decay, samples_per_cell, dilation
@@ -210,7 +214,9 @@ class NerfaccSampler:
         import nerfacc
 
         self.nerfacc, self.occupancy = nerfacc, occupancy
-        self.step = 2.0 * math.sqrt(3.0) * bound / samples_per_ray  # the box diagonal in samples_per_ray steps
+        # A fixed step, threestudio's: the box diagonal in samples_per_ray steps, so a ray through the
+        # centre gets about 58% of the samples the torch sampler spreads between entry and exit.
+        self.step = 2.0 * math.sqrt(3.0) * bound / samples_per_ray
         self.estimator = nerfacc.OccGridEstimator(roi_aabb=[-bound] * 3 + [bound] * 3,
                                                   resolution=occupancy.resolution, levels=1)
         self.estimator.to(occupancy.occupied.device)

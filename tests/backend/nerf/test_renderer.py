@@ -242,3 +242,19 @@ def test_bad_settings_are_refused():
         VolumeRenderer(RenderConfig(ambient=1.5))
     with pytest.raises(BadConfig, match="sampler 'fast'"):
         VolumeRenderer(RenderConfig(sampler="fast"))
+
+
+@pytest.mark.parametrize("samples_per_cell, found", [(1, False), (2, True)])
+def test_occupancy_grid_finds_a_wall_thinner_than_a_cell_between_the_centres(samples_per_cell, found):
+    # A wall 0.012 thick at x in (0, 0.012): the centre planes of a 64-cell grid over [-1, 1] lie at
+    # x = -1/64 and +1/64, so the centres never see it; random points in the cells do, over updates.
+    def wall(points):
+        inside = (points[:, 0] > 0.0) & (points[:, 0] < 0.012)
+        return torch.where(inside, 200.0, 0.0)
+
+    grid = OccupancyGrid(64, bound=1.0, threshold=0.01, samples_per_cell=samples_per_cell, dilation=1)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(8):
+        grid.update(wall, generator)
+    wall_cells = grid.occupied[32]  # the cells spanning x in (0, 1/32)
+    assert bool(wall_cells.all()) == found

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from . import __version__
 from .config import DEVICES, PRECISIONS, load_config_file, merge
 from .console import ConsoleProgress
-from .errors import EXIT_INTERNAL, BadConfig, NfsdError
+from .errors import EXIT_CANCELLED, EXIT_INTERNAL, BadConfig, NfsdError
 from .events import EventStream
 from .rundir import attach_log, detach_logs, logger
 
@@ -150,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         _log_to_run(_run_dir(args), logging.ERROR, f"{exc.kind}: {exc.message}")
         events.emit("error", kind=exc.kind, message=exc.message)
         return exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C where no stop is handled, or a second one during a run
+        message = "interrupted by Ctrl-C; what was written is kept (a run continues from its last checkpoint " \
+                  "with --resume)."
+        _log_to_run(_run_dir(args), logging.ERROR, message)
+        events.emit("error", kind="interrupted", message=message)
+        return EXIT_CANCELLED
     except Exception as exc:  # a bug: full traceback in the log, one line for the user
         log_path = _log_to_run(_run_dir(args), logging.ERROR, "internal error", exc_info=True)
         where = f"; the traceback is in {log_path}" if log_path else ""

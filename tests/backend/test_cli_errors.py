@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -41,17 +42,30 @@ def test_bad_config_file(tmp_path, capsys):
     assert code == 2 and "not valid JSON" in events[0]["message"]
 
 
-def test_unreadable_model_path(tmp_path, capsys):
+def test_unreadable_model_path(tmp_path, capsys, monkeypatch):
+    # Denied by the file system whoever runs the test (root reads any file, so chmod cannot).
+    import builtins
+    import errno
+
     model = tmp_path / "model.safetensors"
     model.write_bytes(b"x")
-    model.chmod(0)
+
+    def denying_open(path, *args, **kwargs):
+        if Path(path) == model:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr("nfsd_backend.config.open", denying_open, raising=False)
     code, events = run_cli(["image", "a cube", "--out", str(tmp_path / "r"), *BASE, "--model", str(model)], capsys)
-    model.chmod(0o600)
-    import os
-    if os.geteuid() == 0:  # root reads any file: the permission case cannot happen, the load fails instead
-        assert code == 2 and events[-1]["kind"] == "model_not_found"
-    else:
-        assert code == 2 and events[0]["kind"] == "bad_config" and "cannot read" in events[0]["message"]
+    assert code == 2 and events[0]["kind"] == "bad_config"
+    assert "cannot read the model" in events[0]["message"] and "Permission denied" in events[0]["message"]
+
+
+def test_a_model_file_that_is_not_a_model(tmp_path, capsys):
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"x")
+    code, events = run_cli(["image", "a cube", "--out", str(tmp_path / "r"), *BASE, "--model", str(model)], capsys)
+    assert code == 2 and events[-1]["kind"] == "model_not_found" and str(model) in events[-1]["message"]
 
 
 def test_existing_run_is_not_overwritten(tmp_path, capsys):

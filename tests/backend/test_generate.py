@@ -4,10 +4,12 @@ bad input. Small sizes keep each run to seconds on a CPU."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from pathlib import Path
 
+import numpy
 import pytest
 import torch
 import trimesh
@@ -77,14 +79,26 @@ def test_stop_then_resume_equals_a_straight_run(tmp_path):
     assert process.wait(timeout=300) == 3
     assert cancelled["step"] >= stopped_at and cancelled["step"] < 8
     assert parameters(resumed)["step"] == cancelled["step"]
+    first_run = (resumed / "events.jsonl").read_text().splitlines()
     result = run_subprocess(["generate", "--resume", str(resumed), "--events", "jsonl"])
     assert result.returncode == 0, result.stdout[-2000:]
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["step"] for e in events if e["event"] == "progress"][0] == cancelled["step"] + 1
+    # The run's event file keeps the first part's events, then the resumed part's.
+    assert (resumed / "events.jsonl").read_text().splitlines() == first_run + result.stdout.splitlines()
     a, b = parameters(straight), parameters(resumed)
     assert a["step"] == b["step"] == 8
-    for key in a["field"]:
-        torch.testing.assert_close(a["field"][key], b["field"][key], rtol=0, atol=0)
+    for part in ("field", "renderer"):
+        for key in a[part]:
+            torch.testing.assert_close(a[part][key], b[part][key], rtol=0, atol=0)
+    assert torch.equal(a["generator"], b["generator"])
+    for index, values in a["optimizer"]["state"].items():
+        for key, value in values.items():
+            torch.testing.assert_close(value, b["optimizer"]["state"][index][key], rtol=0, atol=0)
+    # So the meshes are the same too.
+    meshes = [trimesh.load(run / "mesh" / "model.glb", force="mesh") for run in (straight, resumed)]
+    assert numpy.array_equal(meshes[0].vertices, meshes[1].vertices)
+    assert numpy.array_equal(meshes[0].faces, meshes[1].faces)
 
 
 def test_export_request_stops_training_and_exports(tmp_path):
@@ -123,6 +137,71 @@ def test_sigterm_means_stop(tmp_path):
             break
     rest = [json.loads(line)["event"] for line in process.stdout]
     assert process.wait(timeout=300) == 3 and rest[-1] == "cancelled"
+
+
+def test_ctrl_c_means_stop(tmp_path):
+    out = tmp_path / "run"
+    process = start_backend(["generate", "a red cube", "--out", str(out), "--steps", "400", *SMALL])
+    for line in process.stdout:
+        if json.loads(line)["event"] == "progress":
+            process.send_signal(signal.SIGINT)
+            break
+    rest = [json.loads(line) for line in process.stdout]
+    assert process.wait(timeout=300) == 3 and rest[-1]["event"] == "cancelled"
+    assert Path(rest[-1]["checkpoint"]).is_file() and "done" not in [e["event"] for e in rest]
+
+
+def test_an_interrupt_is_one_line_and_keeps_the_checkpoint(tmp_path, capsys, monkeypatch):
+    from nfsd_backend.train import Trainer
+
+    real_step = Trainer.train_step
+
+    def interrupted_after_a_checkpoint(self):  # as a second Ctrl-C raises (see control.py)
+        if self.step == 4:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_after_a_checkpoint)
+    out = tmp_path / "run"
+    code, events = run_cli(["generate", "a red cube", "--out", str(out), *COMMON], capsys)
+    assert code == 3 and events[-1]["event"] == "error" and events[-1]["kind"] == "interrupted"
+    assert "\n" not in events[-1]["message"] and parameters(out)["step"] == 4
+
+
+def test_a_bug_is_one_line_with_its_traceback_in_the_log(tmp_path, capsys, monkeypatch):
+    from nfsd_backend.train import Trainer
+
+    def broken_step(self):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(Trainer, "train_step", broken_step)
+    out = tmp_path / "run"
+    code, events = run_cli(["generate", "a red cube", "--out", str(out), *COMMON], capsys)
+    assert code == 1 and events[-1]["event"] == "error" and events[-1]["kind"] == "internal"
+    message = events[-1]["message"]
+    assert "\n" not in message and "ValueError: boom" in message and str(out / "nfsd.log") in message
+    log = (out / "nfsd.log").read_text()
+    assert "Traceback" in log and "ValueError: boom" in log
+
+
+def test_out_of_memory_while_training_names_what_to_lower(tmp_path, capsys, monkeypatch):
+    from nfsd_backend.train import Trainer
+
+    def out_of_memory(self):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(Trainer, "train_step", out_of_memory)
+    code, events = run_cli(["generate", "a red cube", "--out", str(tmp_path / "run"), *COMMON], capsys)
+    assert code == 1 and events[-1]["kind"] == "out_of_memory"
+    assert "--low-vram" in events[-1]["message"] and "--resume" in events[-1]["message"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_no_gpu_for_device_cuda_is_a_user_mistake(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, events = run_cli(["generate", "a red cube", "--out", str(out), *COMMON, "--device", "cuda"], capsys)
+    assert code == 2 and [e["event"] for e in events] == ["error"] and events[0]["kind"] == "cuda_unavailable"
+    assert not (out / "config.json").exists()
 
 
 def test_reexport_from_checkpoint(tmp_path, capsys):
@@ -169,11 +248,22 @@ def test_reexport_refuses_what_it_cannot_do_and_keeps_the_mesh(tmp_path, capsys,
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
+    mesh_files = {p.name: p.read_bytes() for p in (out / "mesh").iterdir()}
     monkeypatch.setattr("nfsd_backend.reexport.export_field", out_of_memory)
-    mesh = (out / "mesh" / "model.glb").read_bytes()
     code, events = run_cli(["export", str(out)], capsys)
     assert code == 1 and events[-1]["kind"] == "out_of_memory" and "--mesh-resolution" in events[-1]["message"]
-    assert (out / "mesh" / "model.glb").read_bytes() == mesh
+    assert {p.name: p.read_bytes() for p in (out / "mesh").iterdir()} == mesh_files
+    monkeypatch.undo()
+
+    # A failure while the files are written (the .obj files are ready, the .glb fails): the old
+    # result stays whole, and no staging folder is left.
+    def failing_glb(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("nfsd_backend.export.files.glb_bytes", failing_glb)
+    code, events = run_cli(["export", str(out), "--mesh-resolution", "24"], capsys)
+    assert code == 1 and events[-1]["kind"] == "internal" and "disk full" in events[-1]["message"]
+    assert {p.name: p.read_bytes() for p in (out / "mesh").iterdir()} == mesh_files
 
 
 @pytest.mark.parametrize("case", ["unwritable_out", "corrupt_checkpoint", "missing_out", "resume_not_a_run"])

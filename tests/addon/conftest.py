@@ -5,6 +5,7 @@ process)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,20 @@ ROOT = Path(__file__).resolve().parents[2]
 FAKE_BACKEND = Path(__file__).resolve().parent / "fake_backend"
 REPO_MODULE = "nfsd_test"  # the temporary extension repository the tests install into
 DRIVE_LIMIT_S = 300.0  # a guard against a hung backend, far above any expected run
+# DESIGN.md, "Event stream": what every event carries, and the fields its table lists per kind.
+# Restated here rather than taken from blender_nfsd.protocol, so a field that the protocol stops
+# requiring (or the backend stops writing) is still caught.
+EVENT_HEADER = ("v", "event", "time")
+DESIGN_EVENT_FIELDS = {
+    "start": ("run_dir", "total_steps", "method", "device", "config"),
+    "stage": ("name", "message"),
+    "progress": ("step", "total_steps", "loss", "timestep", "elapsed_s", "eta_s", "it_per_s"),
+    "preview": ("step", "path"),
+    "checkpoint": ("step", "path"),
+    "done": ("mesh", "obj", "elapsed_s"),
+    "cancelled": ("step", "checkpoint"),
+    "error": ("kind", "message"),
+}
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -41,6 +56,30 @@ def process_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def check_backend_events(lines: list[str]) -> list[dict[str, Any]]:
+    """Each line as the add-on parses it (`protocol.parse_line`, which must accept it as an
+    event) and as a JSON record, which must carry every field DESIGN.md lists for its kind."""
+    from blender_nfsd.protocol import MalformedEvent, parse_line
+
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            event = parse_line(line)
+        except MalformedEvent as exc:
+            raise AssertionError(f"line {number} does not parse ({exc}): {line!r}") from None
+        assert event is not None, f"line {number} is blank"
+        record = json.loads(line)
+        missing = [name for name in (*EVENT_HEADER, *DESIGN_EVENT_FIELDS[event.kind]) if name not in record]
+        assert not missing, f"line {number}: {event.kind} event without {missing}: {line!r}"
+        records.append(record)
+    return records
+
+
+@pytest.fixture
+def backend_events() -> Callable[[list[str]], list[dict[str, Any]]]:
+    return check_backend_events
 
 
 @pytest.fixture

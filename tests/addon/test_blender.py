@@ -5,13 +5,19 @@ backend. Timers do not run in Blender-as-a-module, so the tests call the timer's
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import stat
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 LONG_RUN = 100_000  # steps: a run that only ends when it is told to
+FAKE_BACKEND = Path(__file__).resolve().parent / "fake_backend"
 
 
 def settings(addon):
@@ -205,6 +211,39 @@ def test_an_error_event_is_reported_with_its_fix(addon, drive, monkeypatch):
     assert settings(addon).low_vram and settings(addon).render_schedule == "64-256"
 
 
+def test_the_error_fix_buttons_change_the_preferences(addon, tmp_path):
+    bpy = addon.bpy
+    prefs = bpy.context.preferences.addons[addon.package].preferences
+    prefs.device = "auto"
+    assert bpy.ops.nfsd.use_cpu() == {"FINISHED"}  # "Run on the CPU" (cuda_unavailable)
+    assert prefs.device == "cpu"
+
+    # "Choose a Model Folder" (model_not_found): a single checkpoint file, or a diffusers folder
+    checkpoint = tmp_path / "models" / "my-model.safetensors"
+    assert bpy.ops.nfsd.pick_model(filepath=str(checkpoint), directory=str(checkpoint.parent) + os.sep) \
+        == {"FINISHED"}
+    assert prefs.model == str(checkpoint)
+    folder = tmp_path / "models" / "sd-diffusers"
+    assert bpy.ops.nfsd.pick_model(filepath=str(folder / "model_index.json"), directory=str(folder) + os.sep) \
+        == {"FINISHED"}
+    assert Path(prefs.model) == folder
+    with pytest.raises(RuntimeError, match="Choose a diffusers folder or a .safetensors file."):
+        bpy.ops.nfsd.pick_model()
+    assert Path(prefs.model) == folder  # nothing chosen, nothing changed
+
+
+def test_the_backend_is_offline_when_online_access_is_off(addon, drive, monkeypatch):
+    """Blender-as-a-module runs with online access off: the add-on must start the backend with
+    HF_HUB_OFFLINE=1 itself, not rely on the environment it was started in."""
+    assert not addon.bpy.app.online_access
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the test session's own setting
+    generate(addon, "an offline run", steps=2)
+    drain_until(addon, drive, lambda: finished(addon), "the run to finish")
+    assert job_state(addon).state == "done"
+    config = json.loads((Path(job_state(addon).run_dir) / "config.json").read_text(encoding="utf-8"))
+    assert config["environment"] == {"HF_HUB_OFFLINE": "1"}  # as the fake backend saw its environment
+
+
 def test_a_crash_is_reported_with_the_end_of_its_log(addon, drive, monkeypatch):
     monkeypatch.setenv("FAKE_NFSD_FAIL", "crash")
     generate(addon, "crash", steps=4)
@@ -308,6 +347,57 @@ def test_disable_and_uninstall_end_the_backend(addon, drive, alive):
             runtime = addon.module("runtime")
             bpy.context.preferences.addons[addon.package].preferences.backend_python = sys.executable
     assert not addon.installed()
+
+
+QUIT_WHILE_RUNNING = """
+import sys, time
+zip_path, repo_dir, package, runs, teardown = sys.argv[1:]
+repo = package.split(".")[1]
+import bpy
+
+bpy.context.preferences.extensions.repos.new(name="NFSD tests", module=repo, custom_directory=repo_dir,
+                                             source="USER")
+assert bpy.ops.extensions.package_install_files(filepath=zip_path, repo=repo, enable_on_install=True) == {"FINISHED"}
+prefs = bpy.context.preferences.addons[package].preferences
+prefs.backend_python, prefs.output_folder, prefs.model, prefs.device = sys.executable, runs, "tiny-random", "cpu"
+bpy.context.scene.nfsd.prompt, bpy.context.scene.nfsd.steps = "quit while running", 100_000
+assert bpy.ops.nfsd.generate() == {"FINISHED"}
+runtime, state = sys.modules[package + ".runtime"], bpy.context.window_manager.nfsd_job
+deadline = time.monotonic() + 60
+while state.state != "running":
+    assert time.monotonic() < deadline, state.message
+    runtime.drain()
+    time.sleep(0.02)
+print("backend pid", runtime.current.job.process.pid, flush=True)
+if teardown == "skipped":  # Blender's exit (addon_utils.disable_all) then leaves this add-on alone
+    sys.modules[package].__addon_enabled__ = False
+"""  # then the script ends and Python quits, as Blender does when its window is closed
+
+
+@pytest.mark.parametrize("teardown", ["done", "skipped"])
+def test_quitting_blender_ends_the_backend(blender, tmp_path, alive, teardown):
+    """A Blender (the bpy module, in its own process) with the extension installed and a run going,
+    which then quits. The fake backend is in a minute-long step and reads its stdin only between
+    steps, so Blender's end (its pipes closing) does not stop it: the add-on has to, with SIGTERM
+    after the grace time. Blender's exit disables every enabled add-on, and unregister ends the
+    backend; with that teardown skipped for this add-on, its atexit hook must still end it."""
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join([str(FAKE_BACKEND), os.environ.get("PYTHONPATH", "")]),
+               FAKE_NFSD_STEP_S="60")
+    quit_blender = subprocess.run(
+        [sys.executable, "-c", QUIT_WHILE_RUNNING, str(blender.zip_path), str(tmp_path / "repo"), blender.package,
+         str(tmp_path / "runs"), teardown], capture_output=True, text=True, env=env, timeout=120)
+    assert quit_blender.returncode == 0, quit_blender.stderr
+    pids = [int(line.split()[-1]) for line in quit_blender.stdout.splitlines() if line.startswith("backend pid ")]
+    assert len(pids) == 1, quit_blender.stdout
+    try:
+        deadline = time.monotonic() + 5.0
+        while alive(pids[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pids[0]), "the backend outlived Blender"
+    finally:
+        if alive(pids[0]):
+            os.kill(pids[0], signal.SIGKILL)
 
 
 class RecordingLayout:

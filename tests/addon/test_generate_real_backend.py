@@ -21,7 +21,7 @@ def glb_vertex_count(path: Path) -> int:
                for mesh in gltf["meshes"] for primitive in mesh["primitives"])
 
 
-def test_generate_with_the_real_backend(addon, drive, monkeypatch):
+def test_generate_with_the_real_backend(addon, drive, monkeypatch, backend_events):
     bpy = addon.bpy
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2] / "backend"))  # not the fake
     prefs = bpy.context.preferences.addons[addon.package].preferences
@@ -43,6 +43,13 @@ def test_generate_with_the_real_backend(addon, drive, monkeypatch):
     runtime = addon.module("runtime")
     drive(lambda: state.state in ("done", "cancelled", "failed"), runtime.drain, "the real backend")
     assert state.state == "done", f"{state.error_message}\n{state.error_log}"
+    run_dir = Path(state.run_dir)
+    # every stdout line of the real backend was an event the add-on took in (job.py logs the others)
+    log = (run_dir / addon.module("job").LOG_NAME).read_text(encoding="utf-8")
+    assert "ignored stdout line" not in log, log
+    # and the run's own record of them holds every field DESIGN.md lists for each kind
+    events = backend_events((run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines())
+    assert {"start", "stage", "progress", "preview", "checkpoint", "done"} <= {e["event"] for e in events}
 
     assert (state.step, state.total_steps) == (4, 4)
     assert state.preview_step >= 1 and bpy.data.images[state.preview_image].size[0] > 0

@@ -1,14 +1,30 @@
-"""Event parsing against the backend's own event writer, and every way a line can be broken."""
+"""Event parsing against the backend's own event writer and its real runs, and every way a line
+can be broken."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from nfsd_backend.events import EventStream
 
+from blender_nfsd.command import GenerateSettings, generate_command
 from blender_nfsd.protocol import REQUIRED_FIELDS, MalformedEvent, control_line, parse_line
+
+BACKEND = Path(__file__).resolve().parents[2] / "backend"
+# The smallest real run: tiny-random on the CPU, one step with its preview and checkpoint, a tiny
+# field and renders, a 16^3 mesh (seconds, not the preset's minutes).
+TINY_RUN = GenerateSettings(prompt="a red cube", method="sds", preset="draft", steps=1, seed=1,
+                            model="tiny-random", device="cpu", mesh_resolution=16, texture_size=64)
+TINY_CONFIG = {"train": {"render_size": 32, "render_size_late": None, "preview_every": 1, "preview_size": 32,
+                         "checkpoint_every": 1, "render": {"samples_per_ray": 24, "occupancy_resolution": 32},
+                         "field": {"encoding": {"levels": 8, "log2_table_size": 14, "finest_resolution": 256},
+                                   "mlp_width": 32}}}
 
 EXAMPLES = {
     "start": {"run_dir": "/runs/lion", "total_steps": 100, "method": "nfsd", "device": "cuda",
@@ -91,3 +107,49 @@ def test_control_lines():
     assert control_line("export") == "export\n"
     with pytest.raises(ValueError):
         control_line("pause")
+
+
+def test_the_real_backends_events_parse_with_every_documented_field(tmp_path, backend_events):
+    """The real backend, started with the add-on's own command line, in the three ways a run ends:
+    finished (start, stage, progress, preview, checkpoint, done), stopped by closing its stdin
+    (cancelled) and refused (error). Every stdout line must be an event the add-on parses,
+    carrying every field DESIGN.md lists for its kind."""
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY_CONFIG), encoding="utf-8")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(BACKEND))
+
+    def command(name: str, **changes) -> list[str]:
+        settings = GenerateSettings(**dict(TINY_RUN.to_dict(), **changes))
+        return generate_command(sys.executable, settings, str(tmp_path / name), str(config))
+
+    def start(name: str, **changes) -> subprocess.Popen:
+        with open(tmp_path / f"{name}.stderr", "w") as log:
+            return subprocess.Popen(command(name, **changes), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=log, text=True, env=env)
+
+    runs = {"done": start("done"), "cancelled": start("cancelled"),
+            "error": start("error", model=str(tmp_path / "no such model"))}
+    runs["cancelled"].stdin.close()  # closed stdin means stop
+    runs["error"].stdin.close()
+    lines = {}
+    for name, process in runs.items():
+        lines[name] = process.stdout.readlines()  # the finished run's stdin stays open until it exits
+        process.stdin.close()
+        process.wait(timeout=600)
+    codes = {name: process.returncode for name, process in runs.items()}
+    assert codes == {"done": 0, "cancelled": 3, "error": codes["error"]} and codes["error"] != 0, \
+        {name: (tmp_path / f"{name}.stderr").read_text()[-2000:] for name in runs}
+
+    events = {name: backend_events(run_lines) for name, run_lines in lines.items()}
+    kinds = {name: [event["event"] for event in run_events] for name, run_events in events.items()}
+    assert kinds["done"][0] == "start" and kinds["done"][-1] == "done"
+    assert {"stage", "progress", "preview", "checkpoint"} <= set(kinds["done"])
+    assert kinds["cancelled"][0] == "start" and kinds["cancelled"][-1] == "cancelled"
+    assert kinds["error"][-1] == "error"
+    assert {kind for run_kinds in kinds.values() for kind in run_kinds} == set(REQUIRED_FIELDS)
+    start = events["done"][0]
+    assert start["config"]["train"]["render_size"] == 32 and start["config"]["steps"] == 1  # the tiny run
+    # DESIGN.md: absolute paths, to files that exist
+    done = events["done"][-1]
+    for path in [done["mesh"], done["obj"], *(e["path"] for e in events["done"] if e["event"] == "preview")]:
+        assert Path(path).is_absolute() and Path(path).is_file(), path

@@ -75,7 +75,9 @@ def generate(args: argparse.Namespace) -> int:
     config = {"prompt": args.prompt, "seed": args.seed, "steps": steps,
               "model": {"name": args.model, "device": args.device},
               "guidance": {"method": args.method, "guidance_scale": args.guidance_scale,
-                           "negative_prompt": args.negative_prompt}}
+                           "negative_prompt": args.negative_prompt},
+              # not a backend setting: what the add-on's environment told the model hub (a test reads it)
+              "environment": {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE")}}
     (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
     control = Control()
     print("a stray line from some library", flush=True)  # not an event: the add-on must skip it

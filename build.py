@@ -13,6 +13,7 @@ after checking the manifest's required fields.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import re
 import shutil
@@ -31,6 +32,7 @@ ADDON_DIR = ROOT / "blender_nfsd"
 BACKEND_DIR = ROOT / "backend"
 BACKEND_FILES = ("pyproject.toml",)  # beside the package, what pip needs to install the backend
 BACKEND_PACKAGE = "nfsd_backend"
+VERSION_FILE = BACKEND_DIR / BACKEND_PACKAGE / "__init__.py"  # `__version__`: the version's one place
 REQUIRED_FIELDS = ("schema_version", "id", "version", "name", "tagline", "maintainer", "type", "license",
                    "blender_version_min")
 REQUIRED_PERMISSIONS = ("network", "files")
@@ -38,9 +40,23 @@ TAGLINE_MAX = 64  # Blender's limit for the tagline and for permission reasons
 VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 
 
+def backend_version() -> str:
+    """`nfsd_backend.__version__`, read from its source (building needs none of the backend's
+    dependencies)."""
+    tree = ast.parse(VERSION_FILE.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["__version__"]:
+            return ast.literal_eval(node.value)
+    raise ValueError(f"{VERSION_FILE} does not set __version__")
+
+
 def manifest_problems(manifest: dict) -> list[str]:
     """What Blender (and this project) require of the manifest; empty when it is fine."""
     problems = [f"missing field {name!r}" for name in REQUIRED_FIELDS if not manifest.get(name)]
+    version = backend_version()
+    if manifest.get("version") and manifest["version"] != version:
+        problems.append(f"version {manifest['version']!r} differs from the backend's __version__ {version!r} "
+                        f"({VERSION_FILE.relative_to(ROOT).as_posix()}): set the manifest's to {version!r}")
     if manifest.get("type") not in (None, "add-on"):
         problems.append(f"type must be 'add-on', not {manifest['type']!r}")
     for name in ("version", "blender_version_min", "schema_version"):

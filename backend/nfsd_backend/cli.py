@@ -43,7 +43,7 @@ MODEL_FLAGS = (
     Flag("--revision", "model.revision", "hub revision of --model"),
     Flag("--device", "model.device", "where the model runs", choices=DEVICES),
     Flag("--precision", "model.precision", "model weights' precision", choices=PRECISIONS),
-    Flag("--low-vram", "model.low_vram", "settings for 8 GB cards (see README)", type=None),
+    Flag("--low-vram", "model.low_vram", "settings for 8 GB cards (see docs/nerf.md)", type=None),
 )
 GUIDANCE_FLAGS = (
     Flag("--method", "guidance.method", "guidance rule (default nfsd)"),

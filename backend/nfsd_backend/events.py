@@ -1,6 +1,6 @@
 """The JSON-lines event stream between the backend and whoever watches it (the Blender add-on, a
 terminal, a test). One object per line, every one with `v`, `event` and `time`; the kinds and
-their fields are listed in the README ("Event stream")."""
+their fields are listed in docs/events.md."""
 
 from __future__ import annotations
 

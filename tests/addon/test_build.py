@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+import nfsd_backend
+from nfsd_backend.cli import main as nfsd_main
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,11 +40,27 @@ def test_the_manifest_has_what_blender_and_the_project_require():
     assert MANIFEST["blender_version_min"] == "4.2.0" and MANIFEST["license"] == ["SPDX:GPL-3.0-or-later"]
 
 
+def test_the_version_has_one_source_that_everything_reads(capsys):
+    version = nfsd_backend.__version__
+    assert build.VERSION.match(version)
+    assert build.backend_version() == version  # read from the source, without importing the backend
+    assert MANIFEST["version"] == version  # checked by manifest_problems, so build and --check refuse a mismatch
+    project = tomllib.loads((ROOT / "backend" / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "nfsd_backend.__version__"}
+    with pytest.raises(SystemExit) as exit_:
+        nfsd_main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"nfsd {version}\n"
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert f"## [{version}]" in changelog  # every version has its entry
+
+
 @pytest.mark.parametrize("change, problem", [
     ({"tagline": "Text to 3D."}, "tagline: must not end with punctuation or spaces"),
     ({"tagline": "x" * 65}, "tagline: at most 64 characters, found 65"),
     ({"license": ["GPL-3.0"]}, "license must be a list of SPDX identifiers"),
     ({"version": "1.0"}, "version must be three numbers"),
+    ({"version": "9.9.9"}, "version '9.9.9' differs from the backend's __version__"),
     ({"type": "theme"}, "type must be 'add-on'"),
     ({"maintainer": ""}, "missing field 'maintainer'"),
     ({"permissions": {"files": "Write runs"}}, "permission 'network' must be declared with its reason"),
@@ -70,7 +89,7 @@ def zips(tmp_path_factory):
 
 def test_zip_layout(zips):
     for path in zips.values():
-        assert path.name == f"blender_nfsd-{MANIFEST['version']}.zip"
+        assert path.name == f"blender_nfsd-{nfsd_backend.__version__}.zip"
         names = set(zipfile.ZipFile(path).namelist())
         assert {"blender_manifest.toml", "__init__.py", "job.py", "operators.py", "backend/pyproject.toml",
                 "backend/nfsd_backend/__init__.py", "backend/nfsd_backend/cli.py"} <= names

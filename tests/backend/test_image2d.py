@@ -96,7 +96,7 @@ def test_pixel_space_model_takes_the_pixel_step_unless_lr_is_given(tmp_path, cap
 
 @pytest.mark.parametrize("colour, shape", [("red", "cube"), ("blue", "sphere")])
 def test_toy_shapes_image_shows_the_prompted_object(tmp_path, capsys, colour, shape):
-    # The README's 2-D command at its defaults: the judge of the model's own samples must name the
+    # The 2-D mode at its defaults (docs/methods.md): the judge of the model's own samples must name the
     # prompt's colour and silhouette in the distilled picture.
     out = tmp_path / "run"
     code, _ = run_cli(["image", f"a {colour} {shape}, front view", "--out", str(out), "--model", "toy-shapes",

@@ -22,7 +22,7 @@ by_hand = pytest.mark.skipif(os.environ.get("NFSD_SLOW_CHECKS") != "1",
 @pytest.mark.parametrize("colour, shape", [
     pytest.param("yellow", "cylinder"),
     # Measured: the draft makes a round cup. The model draws a cube as one tapered picture whatever the
-    # view word says, and only a round solid shows that picture from every side (README).
+    # view word says, and only a round solid shows that picture from every side (docs/toy-shapes.md).
     pytest.param("red", "cube", marks=[by_hand, pytest.mark.xfail(reason="the draft rounds the cube", strict=True)]),
     pytest.param("blue", "sphere", marks=by_hand),
     pytest.param("green", "cone", marks=by_hand),

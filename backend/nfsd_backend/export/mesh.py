@@ -19,7 +19,7 @@ from that start) and settle. On a clean step the level stays at half the step. I
 not the peak, because a trained object is not a clean step: nothing renders its inside, so the
 density there spreads over a factor of four or more, and half the peak cut through that spread.
 The surface then had tunnels wherever the inside dipped below the level: drafts that render as
-solids gave meshes of genus 1 to 28 (measured in the README, "Mesh export").
+solids gave meshes of genus 1 to 28 (measured in docs/export.md, "The iso-level").
 
 The level lies strictly between densities the grid holds, so the field crosses it. A field that is
 the same everywhere (empty, or solid) has no such level: that is an `EmptyGeometry` error. Parts

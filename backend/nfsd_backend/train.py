@@ -66,7 +66,10 @@ def resolve_config(args: argparse.Namespace) -> tuple[GenerateConfig, Path, dict
         if not (run_dir / "config.json").is_file():
             raise BadConfig(f"{run_dir} is not a run folder (no config.json); give the --out folder of a run.")
         saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        config = resolve_generate(merge(saved, given))
+        # A run's config.json holds every setting of its version; one it lacks is newer than the
+        # run and takes its plain default, the behaviour before it existed (say perp_neg: off), not
+        # a method's newer default.
+        config = resolve_generate(merge(merge(to_dict(GenerateConfig()), saved), given))
         validate_generate(config)
         return config, run_dir, load_checkpoint(run_dir)
     if args.out is None:

@@ -107,3 +107,21 @@ def test_a_2d_image_refuses_perp_neg():
                                      "guidance": {"perp_neg": True, "guidance_scale": 7.5}})
     with pytest.raises(BadConfig, match="perp_neg needs camera views"):
         validate_image(config)
+
+
+def test_resuming_a_run_written_before_perp_neg_existed_keeps_it_off(tmp_path):
+    from nfsd_backend.checkpoint import save_checkpoint
+    from nfsd_backend.cli import build_parser
+    from nfsd_backend.train import resolve_config
+
+    config = to_dict(resolved({"guidance": {"method": "sdi"}, "model": {"name": "sd2-community/x"}}))
+    assert config["guidance"]["perp_neg"] is True  # a new SDI run on Stable Diffusion has it
+    for name in ("perp_neg", "view_prompts"):  # what an older version's config.json lacks
+        del config["guidance"][name]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    save_checkpoint(tmp_path, {"step": 3})
+    args = build_parser().parse_args(["generate", "--resume", str(tmp_path)])
+    resumed, _, _ = resolve_config(args)
+    assert (resumed.guidance.perp_neg, resumed.guidance.view_prompts) == (False, "switch")
+    again, _, _ = resolve_config(build_parser().parse_args(["generate", "--resume", str(tmp_path), "--perp-neg"]))
+    assert again.guidance.perp_neg is True

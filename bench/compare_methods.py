@@ -7,6 +7,10 @@ colour from its texture) and writes bench/RESULTS-methods.md (per run and per me
 rate, texture saturation, wall time) and bench/methods.png (each run's last front-view preview:
 one row per prompt, one column per method).
 
+`--set perp-neg` runs SDS 100, NFSD and SDI each as above, with interpolated view prompts, and with
+Perp-Neg on interpolated view prompts (docs/methods.md), and adds the evaluations per step;
+`--methods` picks some of a set's columns (a reduced run).
+
 The figures are what they are: every method runs with the same preset, seed and prompts, and
 nothing is tuned to a method. Run by hand; `--jobs` runs that many single-threaded runs at once.
 """
@@ -39,6 +43,30 @@ METHODS = [("SDS, CFG 7.5", ["--method", "sds", "--guidance-scale", "7.5"]),
            ("SDS, CFG 100", ["--method", "sds", "--guidance-scale", "100"]),
            ("NFSD, CFG 7.5", ["--method", "nfsd", "--guidance-scale", "7.5"]),
            ("SDI, CFG 7.5", ["--method", "sdi", "--guidance-scale", "7.5"])]
+# Against multi-face results: each method's view prompts switched (as above), interpolated, and
+# interpolated with Perp-Neg. (On toy-shapes Perp-Neg is off by default for every method.)
+VIEW_VARIANTS = [("", []), (", interpolated", ["--view-prompts", "interpolate"]),
+                 (", Perp-Neg", ["--view-prompts", "interpolate", "--perp-neg"])]
+METHOD_SETS = {"papers": METHODS,
+               "perp-neg": [(label + name, flags + extra) for label, flags in METHODS[1:] for name, extra in VIEW_VARIANTS]}
+SDI_GRID = [1 + 100 * i for i in range(10)]  # the default 10-step inversion grid (ALGORITHMS.md)
+
+
+def evaluations_per_step(flags: list[str], timesteps: list[int]) -> float:
+    """Mean denoiser evaluations per step of a run, from its progress events' timesteps and the
+    rules' tested counts (guidance/perp_neg.py): 2 + K per guided prediction, K = 2 negatives with
+    Perp-Neg on interpolated views (the draft's cameras, elevation -10..45, are never overhead);
+    NFSD adds its negative prompt from t = 200; SDI makes one prediction per inversion step and one
+    forward."""
+    per_prediction = 2 + (2 if "--perp-neg" in flags else 0)
+    method = flags[flags.index("--method") + 1]
+    if method == "nfsd":
+        counts = [per_prediction + (t >= 200) for t in timesteps]
+    elif method == "sdi":
+        counts = [(sum(k < t for k in SDI_GRID) + 2) * per_prediction for t in timesteps]
+    else:
+        counts = [per_prediction for _ in timesteps]
+    return statistics.mean(counts) if counts else float("nan")
 
 
 @dataclass
@@ -50,6 +78,7 @@ class Outcome:
     colour: str | None
     saturation: float | None
     preview: Path | None
+    evaluations: float  # mean denoiser evaluations per step (evaluations_per_step)
 
     @property
     def right(self) -> bool:
@@ -82,18 +111,22 @@ def run_one(prompt: tuple[str, str], method: str, flags: list[str], out: Path, s
     # From the run's start event to its end: model loading, training and export.
     seconds_taken = events[-1]["time"] - events[0]["time"] if events else float("nan")
     preview = out / "previews" / "latest.png"
+    evaluations = evaluations_per_step(flags, [e["timestep"] for e in events if e["event"] == "progress"])
     if not done:
-        return Outcome(prompt, method, seconds_taken, None, None, None, preview if preview.exists() else None)
+        return Outcome(prompt, method, seconds_taken, None, None, None, preview if preview.exists() else None,
+                       evaluations)
     solid = solid_measures(trimesh.load(out / "mesh" / "model.glb", force="mesh"))
-    return Outcome(prompt, method, seconds_taken, classify_solid(solid), solid.colour, solid.saturation, preview)
+    return Outcome(prompt, method, seconds_taken, classify_solid(solid), solid.colour, solid.saturation, preview,
+                   evaluations)
 
 
-def picture(outcomes: list[Outcome], path: Path, tile: int = 128) -> None:
-    grid = Image.new("RGB", (tile * len(METHODS), tile * len({o.prompt for o in outcomes})), "white")
+def picture(outcomes: list[Outcome], methods: list[str], path: Path, tile: int = 128) -> None:
+    prompts = sorted({o.prompt for o in outcomes}, key=PROMPTS.index)
+    grid = Image.new("RGB", (tile * len(methods), tile * len(prompts)), "white")
     for outcome in outcomes:
         if outcome.preview is not None:
-            row = PROMPTS.index(outcome.prompt)
-            column = [label for label, _ in METHODS].index(outcome.method)
+            row = prompts.index(outcome.prompt)
+            column = methods.index(outcome.method)
             grid.paste(front_view(outcome.preview).resize((tile, tile)), (column * tile, row * tile))
     grid.save(path)
 
@@ -105,35 +138,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "nfsd-compare-methods",
                         help="where the runs are written (outside the repository)")
     parser.add_argument("--extra", default="", help="flags added to every run, e.g. '--steps 300'")
-    parser.add_argument("--prompts", type=int, default=len(PROMPTS), help="the first N prompts of the set")
+    parser.add_argument("--prompts", default=str(len(PROMPTS)),
+                        help="the first N prompts of the set, or their shapes, e.g. 'cube,cone'")
+    parser.add_argument("--set", choices=tuple(METHOD_SETS), default="papers", help="which method columns")
+    parser.add_argument("--methods", default="", help="only these columns of the set (labels, ';'-separated)")
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS-methods.md")
     parser.add_argument("--picture", type=Path, default=BENCH / "methods.png")
     args = parser.parse_args(argv)
     started = time.time()
     machine = machine_table(torch.device("cpu"))
-    prompts = PROMPTS[:args.prompts]
-    jobs = [(prompt, label, flags, args.work_dir / f"{prompt[0]}_{prompt[1]}" / label.split(",")[0].lower()
-             / label.split()[-1]) for prompt in prompts for label, flags in METHODS]
+    prompts = PROMPTS[:int(args.prompts)] if args.prompts.isdigit() else \
+        [p for p in PROMPTS if p[1] in args.prompts.split(",")]
+    methods = [(label, flags) for label, flags in METHOD_SETS[args.set]
+               if not args.methods or label in args.methods.split(";")]
+    jobs = [(prompt, label, flags, args.work_dir / f"{prompt[0]}_{prompt[1]}"
+             / "_".join(label.lower().replace(",", "").split())) for prompt in prompts for label, flags in methods]
     with ThreadPoolExecutor(args.jobs) as pool:
         outcomes = list(pool.map(lambda job: run_one(*job, args.seed, args.extra.split()), jobs))
 
     runs = Table("Every run (`--model toy-shapes --preset draft`, seed "
                  f"{args.seed}{', ' + args.extra if args.extra else ''})",
-                 ["prompt", "method", "judged shape", "judged colour", "right", "texture saturation", "wall s"])
+                 ["prompt", "method", "judged shape", "judged colour", "right", "texture saturation", "wall s",
+                  "evals / step"])
     for o in outcomes:
         runs.add(f"a {o.prompt[0]} {o.prompt[1]}", o.method, o.shape or "no mesh", o.colour or "—",
                  "yes" if o.right else "no", f"{o.saturation:.2f}" if o.saturation is not None else "—",
-                 seconds(o.seconds))
+                 seconds(o.seconds), f"{o.evaluations:.2f}")
     summary = Table("Per method", ["method", "right (colour and shape)", "right shape", "right colour",
-                                   "mean texture saturation", "median wall s"])
-    for label, _ in METHODS:
+                                   "mean texture saturation", "median wall s", "evals / step"])
+    for label, _ in methods:
         mine = [o for o in outcomes if o.method == label]
         saturations = [o.saturation for o in mine if o.saturation is not None]
         summary.add(label, f"{sum(o.right for o in mine)} / {len(mine)}",
                     f"{sum(o.shape == o.prompt[1] for o in mine)} / {len(mine)}",
                     f"{sum(o.colour == o.prompt[0] for o in mine)} / {len(mine)}",
                     f"{statistics.mean(saturations):.2f}" if saturations else "—",
-                    seconds(statistics.median(o.seconds for o in mine)))
+                    seconds(statistics.median(o.seconds for o in mine)),
+                    f"{statistics.mean(o.evaluations for o in mine):.2f}")
     summary.notes += [
         "right = the judge (backend/tools/toy_shapes_check.py) names the prompt's primitive from the mesh's "
         "solid measures and the prompt's colour from its texture.",
@@ -141,13 +182,15 @@ def main(argv: list[str] | None = None) -> int:
         "data set's albedos have 0.80-0.95 (white 0).",
         f"runs at once: {args.jobs}, one torch thread each; wall time from the run's `start` event to `done`: "
         "model loading, training and export.",
+        "evals / step = mean denoiser evaluations per step, computed from each run's timesteps (its progress "
+        "events) and the rules' tested counts (evaluations_per_step), not counted during the run.",
     ]
     machine.add("load average at end (1 / 5 / 15 min)", load_average())
     machine.add("wall time of the whole comparison", f"{(time.time() - started) / 60:.1f} min")
-    picture(outcomes, args.picture)
+    picture(outcomes, [label for label, _ in methods], args.picture)
     head = ["# SDS, NFSD and SDI on toy-shapes", "",
             f"Written by `python bench/compare_methods.py`. Picture: `{args.picture.name}` (rows: "
-            + ", ".join(f"a {c} {s}" for c, s in prompts) + "; columns: " + ", ".join(l for l, _ in METHODS) + ").", ""]
+            + ", ".join(f"a {c} {s}" for c, s in prompts) + "; columns: " + ", ".join(l for l, _ in methods) + ").", ""]
     args.out.write_text("\n".join(head) + "\n".join(t.markdown() + "\n" for t in [machine, summary, runs]),
                         encoding="utf-8")
     log(f"wrote {args.out} and {args.picture}")

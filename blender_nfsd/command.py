@@ -36,6 +36,9 @@ TEXTURE_SIZE_RANGE = (64, 8192)
 # ("64-512": 64x64 renders, then 512x512, the NFSD paper's schedule). "preset" leaves it to --preset.
 RENDER_SCHEDULES: dict[str, tuple[int, ...]] = {"64": (64,), "64-256": (64, 256), "64-512": (64, 512),
                                                 "128-512": (128, 512)}
+# Methods that use Perp-Neg by default (the backend's config.method_settings: SDI on Stable
+# Diffusion, the SDI authors' setting); choosing a method sets the panel's checkbox from this.
+PERP_NEG_METHODS = ("sdi",)
 RUN_FOLDER_NAME_LENGTH = 40  # characters of the prompt kept in a run folder's name
 
 
@@ -61,6 +64,7 @@ class GenerateSettings:
     timestep_range: str = "method"  # "method" = the method's default range, "custom" = t_min..t_max
     t_min: float = DEFAULT_TIMESTEP_RANGE["nfsd"][0]  # smallest timestep (fraction of T) when "custom"
     t_max: float = DEFAULT_TIMESTEP_RANGE["nfsd"][1]  # largest timestep (fraction of T) when "custom"
+    perp_neg: bool = False  # Perp-Neg against multi-face results; sent either way, so the panel decides
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> GenerateSettings:
@@ -105,11 +109,13 @@ def export_sizes_problem(mesh_resolution: int, texture_size: int) -> str | None:
     return None
 
 
-def method_defaults(method: str) -> dict[str, float]:
-    """The panel settings a method brings when it is chosen: its paper's guidance scale and its
-    own timestep range (SDI's is a sweep over a higher range than NFSD's and SDS's)."""
+def method_defaults(method: str) -> dict[str, float | bool]:
+    """The panel settings a method brings when it is chosen: its paper's guidance scale, its own
+    timestep range (SDI's is a sweep over a higher range than NFSD's and SDS's) and whether it
+    uses Perp-Neg."""
     t_min, t_max = DEFAULT_TIMESTEP_RANGE[method]
-    return {"guidance_scale": DEFAULT_GUIDANCE_SCALE[method], "t_min": t_min, "t_max": t_max}
+    return {"guidance_scale": DEFAULT_GUIDANCE_SCALE[method], "t_min": t_min, "t_max": t_max,
+            "perp_neg": method in PERP_NEG_METHODS}
 
 
 def backend_command(python: str) -> list[str]:
@@ -137,6 +143,7 @@ def generate_command(python: str, settings: GenerateSettings, out_dir: str,
         command += ["--steps", str(settings.steps)]
     if settings.low_vram:
         command.append("--low-vram")
+    command.append("--perp-neg" if settings.perp_neg else "--no-perp-neg")
     if config_file is not None:
         command += ["--config", config_file]
     return command

@@ -37,7 +37,8 @@ def generate_settings(context: bpy.types.Context) -> command.GenerateSettings:
         seed=settings.seed, model=prefs.model, device=prefs.device, precision=prefs.precision,
         low_vram=settings.low_vram, mesh_resolution=settings.mesh_resolution,
         texture_size=settings.texture_size, render_schedule=settings.render_schedule,
-        timestep_range=settings.timestep_range, t_min=settings.t_min, t_max=settings.t_max)
+        timestep_range=settings.timestep_range, t_min=settings.t_min, t_max=settings.t_max,
+        perp_neg=settings.perp_neg)
 
 
 def backend_env() -> dict[str, str]:

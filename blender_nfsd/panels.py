@@ -44,6 +44,7 @@ class NFSD_PT_main(bpy.types.Panel):
         default = command.DEFAULT_GUIDANCE_SCALE[settings.method]
         if settings.guidance_scale != default:
             row.label(text=f"default {default:g}")
+        layout.prop(settings, "perp_neg")
         layout.prop(settings, "preset")
         layout.prop(settings, "steps")
         row = layout.row(align=True)

@@ -66,6 +66,11 @@ class NFSD_SceneSettings(bpy.types.PropertyGroup):
     texture_size: IntProperty(name="Texture Size", default=0, min=0, max=command.TEXTURE_SIZE_RANGE[1],
                               description="Baked colour texture, pixels per side; "
                               "0 = the quality preset's (on Re-export: the run's own)")
+    perp_neg: BoolProperty(
+        name="Against multi-face (Perp-Neg)", default=False,
+        description="Fights a face or front on every side: the other views' prompts steer away from "
+        "themselves. Costs 2 more model evaluations per prediction, about twice the guidance time "
+        "per step (on by default for SDI; choosing a method resets it)")
     low_vram: BoolProperty(name="Low VRAM", default=False,
                            description="Half precision and smaller renders, for 8 GB graphics cards")
     last_run_dir: StringProperty(name="Last Run", subtype="DIR_PATH",

@@ -25,7 +25,9 @@ from .rundir import attach_log, detach_logs, logger
 
 @dataclass(frozen=True)
 class Flag:
-    """One command-line flag and the config key it sets (dotted for a section)."""
+    """One command-line flag and the config key it sets (dotted for a section). `type` None is an
+    on-switch (store true); `bool` is a pair, `--flag` / `--no-flag`, for a setting whose default
+    may be on."""
 
     flag: str
     key: str
@@ -71,6 +73,9 @@ def add_flags(parser: argparse.ArgumentParser, flags: tuple[Flag, ...]) -> None:
         if flag.type is None:
             parser.add_argument(flag.flag, dest=dest, action="store_true", default=argparse.SUPPRESS,
                                 help=flag.help)
+        elif flag.type is bool:
+            parser.add_argument(flag.flag, dest=dest, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=flag.help)
         else:
             parser.add_argument(flag.flag, dest=dest, type=flag.type, choices=flag.choices,
                                 default=argparse.SUPPRESS, help=flag.help)

@@ -26,6 +26,7 @@ from .nerf.renderer import RenderConfig, validate_render_config
 
 METHODS = ("sds", "nfsd", "sdi")
 WEIGHTINGS = ("sds", "uniform", "fantasia3d", "x0")
+VIEW_PROMPTS = ("switch", "interpolate")
 DEVICES = ("auto", "cuda", "cpu", "mps")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 BUILTIN_MODELS = ("toy-shapes", "tiny-random")
@@ -69,6 +70,18 @@ class GuidanceConfig:
     inversion_guidance_scale: float = -7.5  # SDI: CFG scale of the inversion (negative)
     inversion_eta: float = 0.3  # SDI: DDIM eta noise between inversion levels
     grad_clip: float | None = None  # bound on |g| per element; None = no clamp
+    # The camera's prompt (guidance/views.py): switch = the suffix of its 90-degree azimuth bin |
+    # interpolate = front / side / back embeddings blended by azimuth; overhead is a switch in both.
+    view_prompts: str = "switch"
+    # Perp-Neg against multi-face results (guidance/perp_neg.py): the other views' prompts as
+    # negatives acting perpendicular to the camera's own. On by default for SDI on Stable
+    # Diffusion (method_settings); costs one evaluation per negative (up to 2) per prediction.
+    perp_neg: bool = False
+    # Perp-Neg's weight functions f(r) = max(0, a exp(-b r) + c), each (a, b, c); u = |azimuth| / 90:
+    perp_neg_front_half_front: tuple[float, float, float] = (4.0, 0.5, -2.426)  # front prompt, u < 1, r = 1 - u
+    perp_neg_front_half_side: tuple[float, float, float] = (4.0, 0.5, -2.426)  # side prompt, u < 1, r = u
+    perp_neg_back_half_side: tuple[float, float, float] = (1.0, 0.5, -0.606)  # side prompt, u >= 1, r = 2 - u
+    perp_neg_back_half_front: tuple[float, float, float] = (1.0, 0.5, 0.967)  # front prompt, u >= 1, r = 2 - u
 
     def settings(self) -> dict[str, Any]:
         """Keyword arguments for `make_guidance` (everything but the method)."""
@@ -232,6 +245,10 @@ def validate_model(model: ModelConfig) -> None:
             raise BadConfig(f"cannot read the model at {model.name}: {exc.strerror or exc}.") from None
 
 
+PERP_NEG_WEIGHTS = ("perp_neg_front_half_front", "perp_neg_front_half_side", "perp_neg_back_half_side",
+                    "perp_neg_back_half_front")
+
+
 def validate_guidance(guidance: GuidanceConfig) -> None:
     _choice(guidance.method, "method", METHODS)
     _choice(guidance.weighting, "weighting", WEIGHTINGS)
@@ -264,6 +281,10 @@ def validate_guidance(guidance: GuidanceConfig) -> None:
         raise BadConfig(f"inversion_eta must be >= 0, got {guidance.inversion_eta}.")
     if guidance.grad_clip is not None and _number(guidance.grad_clip, "grad_clip") <= 0:
         raise BadConfig(f"grad_clip must be positive (or null for no clamp), got {guidance.grad_clip}.")
+    _choice(guidance.view_prompts, "view_prompts", VIEW_PROMPTS)
+    for name in PERP_NEG_WEIGHTS:
+        for value in getattr(guidance, name):
+            _number(value, name)
 
 
 def validate_prompt(prompt: Any) -> None:
@@ -288,6 +309,9 @@ def validate_image(config: ImageConfig) -> None:
         _choice(method, "method in --compare", METHODS)
     validate_model(config.model)
     validate_guidance(config.guidance)
+    if config.guidance.perp_neg:
+        raise BadConfig("guidance.perp_neg needs camera views: it applies to nfsd generate, not to a 2-D image; "
+                        "set it to false.")
 
 
 def validate_export(config: ExportConfig) -> None:
@@ -377,11 +401,15 @@ def preset_settings(preset: str, model_name: str, low_vram: bool) -> dict[str, A
     return {"steps": steps, "train": train}
 
 
-def method_settings(method: str) -> dict[str, Any]:
+def method_settings(method: str, model_name: str) -> dict[str, Any]:
     """Per-method defaults of the 3-D runs: NFSD lowers t_max from 0.98 to 0.5 at 20% (the paper's
-    schedule, together with the resolution switch)."""
+    schedule, together with the resolution switch); SDI on Stable Diffusion uses Perp-Neg with
+    interpolated view prompts (the SDI authors' reference setting). Not on the CPU-sized built-in
+    models: their primitives have no face to repeat, and Perp-Neg doubles SDI's evaluations."""
     if method == "nfsd":
         return {"guidance": {"t_anneal_at": 0.2, "t_max_annealed": 0.5}}
+    if method == "sdi" and model_name not in BUILTIN_MODELS:
+        return {"guidance": {"perp_neg": True, "view_prompts": "interpolate"}}
     return {}
 
 
@@ -389,7 +417,7 @@ def resolve_generate(settings: dict[str, Any]) -> GenerateConfig:
     """Defaults < preset < per-method defaults < the given settings (config file, then flags)."""
     probe = from_dict(GenerateConfig, settings)
     base = merge(preset_settings(probe.preset, probe.model.name, probe.model.low_vram),
-                 method_settings(probe.guidance.method))
+                 method_settings(probe.guidance.method, probe.model.name))
     config = from_dict(GenerateConfig, merge(base, settings))
     return dataclasses.replace(config, guidance=resolve_guidance(config.guidance))
 

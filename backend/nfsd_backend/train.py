@@ -16,16 +16,17 @@ import torch
 
 from .checkpoint import checkpoint_fits, load_checkpoint, save_checkpoint
 from .cli import EXPORT_FLAGS, GUIDANCE_FLAGS, MODEL_FLAGS, RUN_FLAGS, Flag, add_common, add_flags, settings_from
-from .config import GenerateConfig, merge, resolve_generate, to_dict, validate_generate
+from .config import VIEW_PROMPTS, GenerateConfig, merge, resolve_generate, to_dict, validate_generate
 from .control import EXPORT, RunControl
 from .diffusion import DiffusionModel, load_model
 from .diffusion.loading import resolve_device
 from .errors import EXIT_CANCELLED, EXIT_OK, BadConfig, NonFinite, out_of_memory_means
 from .events import EventStream, StepTimer
 from .export import ExportResult, export_mesh_with
-from .guidance import Guidance, Prompts, distillation_loss, make_guidance
+from .guidance import Guidance, distillation_loss, make_guidance
+from .guidance.views import ViewPrompts
 from .imaging import tensor_to_image
-from .nerf.cameras import VIEW_SUFFIXES, Cameras, preview_cameras, sample_cameras, view_suffix
+from .nerf.cameras import VIEW_SUFFIXES, Cameras, preview_cameras, sample_cameras
 from .nerf.field import NerfField
 from .nerf.renderer import VolumeRenderer
 from .rundir import attach_log, prepare_run_dir, write_json, write_png
@@ -37,6 +38,10 @@ GENERATE_FLAGS = (
     Flag("--preview-every", "train.preview_every", "steps between previews", int),
     Flag("--checkpoint-every", "train.checkpoint_every", "steps between checkpoints", int),
     Flag("--lr", "train.lr", "learning rate of the hash-grid encoding", float),
+    Flag("--view-prompts", "guidance.view_prompts", "camera prompt: switch by azimuth, or interpolate "
+         "front/side/back", choices=VIEW_PROMPTS),
+    Flag("--perp-neg", "guidance.perp_neg", "Perp-Neg against multi-face results (default: on for SDI on "
+         "Stable Diffusion); up to 2 more evaluations per prediction", bool),
 )
 
 
@@ -61,7 +66,10 @@ def resolve_config(args: argparse.Namespace) -> tuple[GenerateConfig, Path, dict
         if not (run_dir / "config.json").is_file():
             raise BadConfig(f"{run_dir} is not a run folder (no config.json); give the --out folder of a run.")
         saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        config = resolve_generate(merge(saved, given))
+        # A run's config.json holds every setting of its version; one it lacks is newer than the
+        # run and takes its plain default, the behaviour before it existed (say perp_neg: off), not
+        # a method's newer default.
+        config = resolve_generate(merge(merge(to_dict(GenerateConfig()), saved), given))
         validate_generate(config)
         return config, run_dir, load_checkpoint(run_dir)
     if args.out is None:
@@ -91,8 +99,8 @@ class Trainer:
         texts = [config.prompt + suffix for suffix in VIEW_SUFFIXES] + ["", config.guidance.negative_prompt]
         embeddings = model.encode_prompts(texts)
         model.offload_text_encoder()
-        self.view_embeddings = {suffix: embeddings[i:i + 1] for i, suffix in enumerate(VIEW_SUFFIXES)}
-        self.uncond, self.neg = embeddings[-2:-1], embeddings[-1:]
+        self.view_prompts = ViewPrompts({suffix: embeddings[i:i + 1] for i, suffix in enumerate(VIEW_SUFFIXES)},
+                                        uncond=embeddings[-2:-1], neg=embeddings[-1:], settings=config.guidance)
         self.step = 0  # steps completed
 
     # --- state ---------------------------------------------------------------------------------
@@ -126,8 +134,7 @@ class Trainer:
         t = self.config.train
         step, total = self.step, self.config.steps
         cameras = sample_cameras(1, t.cameras, self.generator)
-        suffix = view_suffix(float(cameras.azimuth_deg[0]), float(cameras.elevation_deg[0]))
-        prompts = Prompts(cond=self.view_embeddings[suffix], uncond=self.uncond, neg=self.neg)
+        prompts = self.view_prompts.for_camera(float(cameras.azimuth_deg[0]), float(cameras.elevation_deg[0]))
         size = self.render_size(step)
         clock.start()
         self.renderer.update_occupancy(self.field, step, self.generator)

@@ -58,13 +58,16 @@ def test_installed_extension_registers_everything(addon):
     scene = settings(addon)
     assert (scene.prompt, scene.method, scene.guidance_scale, scene.preset, scene.steps) == (
         "", "nfsd", 7.5, "standard", 0)
-    assert (scene.mesh_resolution, scene.texture_size) == (0, 0)  # the preset's
+    assert (scene.mesh_resolution, scene.texture_size, scene.perp_neg) == (0, 0, False)  # the preset's; NFSD's
     assert job_state(addon).state == "idle"
     scene.method = "sds"
     assert scene.guidance_scale == 100.0  # the method's paper default comes with it
     scene.t_min, scene.t_max = 0.1, 0.4
     scene.method = "sdi"  # and its own timestep range, where a Custom range starts
     assert (scene.guidance_scale, scene.t_min, scene.t_max) == pytest.approx((7.5, 0.25, 0.98))
+    assert scene.perp_neg  # SDI's reference setting
+    scene.method = "nfsd"
+    assert not scene.perp_neg
 
 
 def test_generate_shows_progress_and_imports_the_result(addon, drive, alive):
@@ -464,7 +467,7 @@ def test_panels_and_preferences_draw_what_exists(addon, tmp_path):
     settings(addon).method = "sds"
 
     idle = draw(addon, panels.NFSD_PT_main.draw)
-    assert drawn(idle, "prop") == ["prompt", "method", "guidance_scale", "preset", "steps", "seed"]
+    assert drawn(idle, "prop") == ["prompt", "method", "guidance_scale", "perp_neg", "preset", "steps", "seed"]
     assert drawn(idle, "operator") == ["nfsd.randomize_seed", "nfsd.generate", "nfsd.open_run_folder",
                                        "nfsd.import_result", "nfsd.reexport"]
 

@@ -15,13 +15,13 @@ def test_generate_command_with_every_flag():
     settings = GenerateSettings(prompt="a ceramic lion", negative_prompt="blurry", method="sdi",
                                 guidance_scale=9.0, preset="high", steps=500, seed=7, model="toy-shapes",
                                 device="cuda", precision="fp16", low_vram=True, mesh_resolution=384,
-                                texture_size=2048)
+                                texture_size=2048, perp_neg=True)
     assert generate_command("/venv/bin/python", settings, "/runs/lion", "/runs/lion/o.json") == [
         "/venv/bin/python", "-m", "nfsd_backend", "generate", "a ceramic lion", "--out", "/runs/lion",
         "--events", "jsonl", "--control", "stdin", "--method", "sdi", "--guidance-scale", "9.0",
         "--negative-prompt", "blurry", "--preset", "high", "--seed", "7", "--model", "toy-shapes",
         "--device", "cuda", "--precision", "fp16", "--mesh-resolution", "384", "--texture-size", "2048",
-        "--steps", "500", "--low-vram", "--config", "/runs/lion/o.json"]
+        "--steps", "500", "--low-vram", "--perp-neg", "--config", "/runs/lion/o.json"]
 
 
 @pytest.mark.parametrize("method, scale", [("nfsd", "7.5"), ("sdi", "7.5"), ("sds", "100.0")])
@@ -78,9 +78,16 @@ def test_a_custom_nfsd_range_keeps_its_annealed_top_inside_the_range(t_min, t_ma
 
 
 def test_a_method_brings_its_guidance_scale_and_timestep_range():
-    assert method_defaults("nfsd") == {"guidance_scale": 7.5, "t_min": 0.02, "t_max": 0.98}
-    assert method_defaults("sdi") == {"guidance_scale": 7.5, "t_min": 0.25, "t_max": 0.98}
-    assert method_defaults("sds") == {"guidance_scale": 100.0, "t_min": 0.02, "t_max": 0.98}
+    assert method_defaults("nfsd") == {"guidance_scale": 7.5, "t_min": 0.02, "t_max": 0.98, "perp_neg": False}
+    assert method_defaults("sdi") == {"guidance_scale": 7.5, "t_min": 0.25, "t_max": 0.98, "perp_neg": True}
+    assert method_defaults("sds") == {"guidance_scale": 100.0, "t_min": 0.02, "t_max": 0.98, "perp_neg": False}
+
+
+@pytest.mark.parametrize("perp_neg, flag, absent", [(True, "--perp-neg", "--no-perp-neg"),
+                                                    (False, "--no-perp-neg", "--perp-neg")])
+def test_the_perp_neg_checkbox_is_sent_either_way(perp_neg, flag, absent):
+    command = generate_command("py", GenerateSettings(prompt="x", method="sdi", perp_neg=perp_neg), "/out")
+    assert command.count(flag) == 1 and absent not in command
 
 
 @pytest.mark.parametrize("changes, problem", [

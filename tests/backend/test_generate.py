@@ -52,6 +52,33 @@ def test_generate_events_files_and_mesh(tmp_path, capsys):
     assert written == events
 
 
+def test_perp_neg_run_records_it_and_hands_each_camera_its_negatives(tmp_path, capsys, monkeypatch):
+    from nfsd_backend.guidance import SDSGuidance
+
+    seen = []
+    original = SDSGuidance.direction
+
+    def recording(self, x, prompts, *args, **kwargs):
+        seen.append(prompts)
+        step = original(self, x, prompts, *args, **kwargs)
+        seen.append(step.model_evals)
+        return step
+
+    monkeypatch.setattr(SDSGuidance, "direction", recording)
+    out = tmp_path / "run"
+    code, events = run_cli(["generate", "a red cube", "--out", str(out), "--method", "sds", "--perp-neg",
+                            "--view-prompts", "interpolate", "--steps", "3", *SMALL, "--mesh-resolution", "16",
+                            "--texture-size", "64"], capsys)
+    assert code == 0, events[-1]
+    saved = json.loads((out / "config.json").read_text())["guidance"]
+    assert (saved["perp_neg"], saved["view_prompts"]) == (True, "interpolate") == \
+        (events[0]["config"]["guidance"]["perp_neg"], events[0]["config"]["guidance"]["view_prompts"])
+    prompts, evals = seen[0::2], seen[1::2]
+    # Elevations up to 45 degrees are never overhead: every camera gets the front and side prompts
+    # as negatives, and one latent costs 2 + 2 evaluations.
+    assert len(prompts) == 3 and all(len(p.perp_neg) == 2 for p in prompts) and evals == [4, 4, 4]
+
+
 def parameters(run_dir):
     return torch.load(run_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
 

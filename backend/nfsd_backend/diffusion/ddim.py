@@ -9,6 +9,8 @@ One step from level k to level k' (either direction), with abar = alphas_cumprod
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -41,21 +43,37 @@ def guided_eps(denoiser: Denoiser, z: Tensor, t: Tensor, cond: Tensor, uncond: T
 def ddim_walk(denoiser: Denoiser, z: Tensor, path: list[int], cond: Tensor, uncond: Tensor | None = None,
               guidance_scale: float = 1.0, eta: float = 0.0,
               generator: torch.Generator | None = None) -> tuple[Tensor, int]:
-    """DDIM steps along `path` (ascending = inversion, descending = sampling).
+    """DDIM steps along `path` (ascending = inversion, descending = sampling), each predicting
+    with `guided_eps` of cond / uncond at `guidance_scale`.
 
     Returns the latent at `path[-1]` and the number of denoiser evaluations spent (one per
     condition per latent). The eta noise (SDI's entropy term) is defined for inversion only; it is
     drawn on the CPU from `generator`, so a seed fixes it on every device.
     """
+    per_step = z.shape[0] * (1 if uncond is None else 2)
+
+    def predict(z: Tensor, t: Tensor) -> tuple[Tensor, int]:
+        return guided_eps(denoiser, z, t, cond, uncond, guidance_scale), per_step
+
+    return ddim_walk_with(denoiser.alphas_cumprod, z, path, predict, eta, generator)
+
+
+# (z, t) -> (the noise prediction a DDIM step uses, the denoiser evaluations it cost)
+Prediction = Callable[[Tensor, Tensor], tuple[Tensor, int]]
+
+
+def ddim_walk_with(alphas_cumprod: Tensor, z: Tensor, path: list[int], predict: Prediction, eta: float = 0.0,
+                   generator: torch.Generator | None = None) -> tuple[Tensor, int]:
+    """`ddim_walk` with any noise prediction (SDI's inversion with Perp-Neg, guidance/perp_neg.py)."""
     if eta > 0 and any(b < a for a, b in zip(path[:-1], path[1:])):
         raise ValueError("eta noise is defined for inversion (an ascending path) only")
-    abar = denoiser.alphas_cumprod
+    abar = alphas_cumprod
     evals = 0
     batch = z.shape[0]
     for k, k_next in zip(path[:-1], path[1:]):
         t = torch.full((batch,), k, dtype=torch.long, device=z.device)
-        e_hat = guided_eps(denoiser, z, t, cond, uncond, guidance_scale)
-        evals += batch * (1 if uncond is None else 2)
+        e_hat, spent = predict(z, t)
+        evals += spent
         a_k, a_next = abar[k].to(z.dtype), abar[k_next].to(z.dtype)
         x0_hat = (z - (1 - a_k).sqrt() * e_hat) / a_k.sqrt()
         z = a_next.sqrt() * x0_hat + (1 - a_next).sqrt() * e_hat

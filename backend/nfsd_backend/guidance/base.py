@@ -14,11 +14,14 @@ from ..diffusion.denoiser import Denoiser, expand_like
 
 @dataclass
 class Prompts:
-    """Text embeddings, each with batch dimension 1. Guidance never looks inside them."""
+    """Text embeddings, each with batch dimension 1, for one camera. Guidance never looks inside them."""
 
-    cond: Tensor  # the prompt
+    cond: Tensor  # the prompt (the camera's view prompt in 3-D)
     uncond: Tensor  # the empty prompt
     neg: Tensor | None = None  # the negative prompt (NFSD needs it)
+    # Perp-Neg's negatives: (embedding, weight >= 0) pairs, the other views' prompts (perp_neg.py);
+    # empty = plain classifier-free guidance.
+    perp_neg: tuple[tuple[Tensor, float], ...] = ()
 
 
 @dataclass

@@ -7,6 +7,9 @@ d_D + s d_C, never the noise:
           eps(z,t,0) - eps(z,t,neg)        otherwise
     g   = w(t) (d_D + s d_C)
 The negative prompt is evaluated only for the samples whose t is at or above the threshold.
+With Perp-Neg, d_C loses the other views' perpendicular parts (perp_neg.py); d_D is unchanged.
+Evaluations per step: (2 + K) per latent plus one per latent at or above the threshold, K = the
+number of Perp-Neg negatives (0 without).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..diffusion.denoiser import predict_conditions, standard_normal
+from ..diffusion.denoiser import standard_normal
 from .base import Guidance, GuidanceStep, Prompts
+from .perp_neg import predict_guided_terms
 
 
 class NFSDGuidance(Guidance):
@@ -28,10 +32,9 @@ class NFSDGuidance(Guidance):
         a, b = self.coefficients(t, x)
         z = a * x.detach() + b * noise
         high = torch.nonzero(t >= self.settings.nfsd_threshold).flatten()
-        eps_uncond, eps_cond, eps_neg = predict_conditions(
-            self.denoiser, z, t, [prompts.uncond, prompts.cond, prompts.neg], rows=[None, None, high])
-        delta_c = eps_cond - eps_uncond
-        delta_d = eps_uncond.clone()
-        delta_d[high.to(x.device)] = eps_uncond[high.to(x.device)] - eps_neg
-        grad = self.weight(t, x) * (delta_d + self.settings.guidance_scale * delta_c)
-        return GuidanceStep(self.finish(grad), t, model_evals=2 * x.shape[0] + len(high))
+        terms = predict_guided_terms(self.denoiser, z, t, prompts, extra=(prompts.neg,), extra_rows=(high,))
+        (eps_neg,) = terms.extra
+        delta_d = terms.eps_uncond.clone()
+        delta_d[high.to(x.device)] = terms.eps_uncond[high.to(x.device)] - eps_neg
+        grad = self.weight(t, x) * (delta_d + self.settings.guidance_scale * terms.delta)
+        return GuidanceStep(self.finish(grad), t, model_evals=terms.evals)

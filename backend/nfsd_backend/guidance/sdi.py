@@ -7,6 +7,10 @@ prompt, and a deterministic, linearly decaying timestep:
           t_end = min(t + d, T - 1), d ~ U{0, .., T / n_inv - 1}, CFG scale s_inv (-7.5), eta noise
     k   = (z_t - a_t x) / b_t
     g   = w(t) (eps_s(z_t, t) - k)
+With Perp-Neg, both the forward pass's eps_s and every inversion step's eps_{s_inv} use d_C with
+the other views' perpendicular parts removed (perp_neg.py), as the SDI authors' code does.
+Evaluations per step: (inversion steps + 1) (2 + K) per latent, K = the number of Perp-Neg
+negatives (0 without); inversion steps = len(path) - 1, about ceil(t / 100) + 1.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..diffusion.ddim import ddim_timesteps, ddim_walk, guided_eps
+from ..diffusion.ddim import ddim_timesteps, ddim_walk_with
 from .base import Guidance, GuidanceStep, Prompts
+from .perp_neg import guided_prediction
 
 
 class SDIGuidance(Guidance):
@@ -39,12 +44,13 @@ class SDIGuidance(Guidance):
         t_label = self.timestep(step, total_steps)
         path = self.inversion_path(t_label, generator)
         x = x.detach()
-        z_t, evals = ddim_walk(self.denoiser, x, path, prompts.cond, prompts.uncond,
-                               guidance_scale=s.inversion_guidance_scale, eta=s.inversion_eta,
-                               generator=generator)
+        z_t, evals = ddim_walk_with(
+            self.denoiser.alphas_cumprod, x, path,
+            lambda z, t: guided_prediction(self.denoiser, z, t, prompts, s.inversion_guidance_scale),
+            eta=s.inversion_eta, generator=generator)
         t = torch.full((x.shape[0],), t_label, dtype=torch.long)  # on the CPU, as the other rules' t
         a, b = self.coefficients(t, x)
         inferred_noise = (z_t - a * x) / b
-        eps_guided = guided_eps(self.denoiser, z_t, t, prompts.cond, prompts.uncond, s.guidance_scale)
+        eps_guided, forward_evals = guided_prediction(self.denoiser, z_t, t, prompts, s.guidance_scale)
         grad = self.weight(t, x) * (eps_guided - inferred_noise)
-        return GuidanceStep(self.finish(grad), t, model_evals=evals + 2 * x.shape[0])
+        return GuidanceStep(self.finish(grad), t, model_evals=evals + forward_evals)

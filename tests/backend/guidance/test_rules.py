@@ -86,8 +86,25 @@ def test_nfsd_batch_evaluates_negative_only_where_needed():
     assert out.model_evals == den.rows_evaluated == 32 + int(high.sum())
 
 
-def reference_sdi(den, p, x, step, total, seed, n_inv=10, s_inv=-7.5, eta=0.3, s=7.5):
-    """SDI written out from ALGORITHMS.md, step by step, without the package's DDIM code."""
+def reference_delta(den, z, t, p, negatives=()):
+    """d_C of docs/methods.md written out: eps_y - eps_0, less each negative's part perpendicular
+    to it, sample by sample."""
+    eps_0, d_y = den.eps(z, t, p.uncond), den.eps(z, t, p.cond) - den.eps(z, t, p.uncond)
+    d_c = d_y.clone()
+    for embedding, weight in negatives:
+        d_i = den.eps(z, t, embedding) - eps_0
+        for n in range(z.shape[0]):
+            d_c[n] -= weight * (d_i[n] - (d_i[n] * d_y[n]).sum() / (d_y[n] * d_y[n]).sum() * d_y[n])
+    return d_c
+
+
+def reference_eps_s(den, z, t, p, s, negatives=()):
+    return den.eps(z, t, p.uncond) + s * reference_delta(den, z, t, p, negatives)
+
+
+def reference_sdi(den, p, x, step, total, seed, n_inv=10, s_inv=-7.5, eta=0.3, s=7.5, negatives=()):
+    """SDI written out from ALGORITHMS.md, step by step, without the package's DDIM code; with
+    Perp-Neg `negatives`, every guided prediction (inversion and forward) uses them."""
     T = 1000
     t = round(T * (0.25 + (0.98 - 0.25) * (1 - step / total)))
     g = torch.Generator().manual_seed(seed)
@@ -97,16 +114,16 @@ def reference_sdi(den, p, x, step, total, seed, n_inv=10, s_inv=-7.5, eta=0.3, s
     abar = den.alphas_cumprod
     z = x.clone()
     for k, k2 in zip(path[:-1], path[1:]):
-        tk = torch.tensor([k])
-        e_hat = den.eps(z, tk, p.uncond) + s_inv * (den.eps(z, tk, p.cond) - den.eps(z, tk, p.uncond))
+        tk = torch.full((x.shape[0],), k)
+        e_hat = reference_eps_s(den, z, tk, p, s_inv, negatives)
         x0 = (z - (1 - abar[k]).sqrt() * e_hat) / abar[k].sqrt()
         sigma = math.sqrt((1 - abar[k]) / (1 - abar[k2]) * (1 - abar[k2] / abar[k]))
         noise = torch.randn(x.shape, generator=g, dtype=torch.float32).double()
         z = abar[k2].sqrt() * x0 + (1 - abar[k2]).sqrt() * e_hat + eta * sigma * noise
-    tt = torch.tensor([t])
+    tt = torch.full((x.shape[0],), t)
     a, b = abar[t].sqrt(), (1 - abar[t]).sqrt()
     k_noise = (z - a * x) / b
-    eps_s = den.eps(z, tt, p.uncond) + s * (den.eps(z, tt, p.cond) - den.eps(z, tt, p.uncond))
+    eps_s = reference_eps_s(den, z, tt, p, s, negatives)
     return t, path, (1 - abar[t]) * (eps_s - k_noise)
 
 

@@ -132,6 +132,7 @@ def main() -> int:
     for flag in ("--steps", "--seed", "--mesh-resolution", "--texture-size"):
         gen.add_argument(flag, type=int, default=0)
     gen.add_argument("--low-vram", action="store_true")
+    gen.add_argument("--perp-neg", action=argparse.BooleanOptionalAction)
     exp = commands.add_parser("export")
     exp.add_argument("run_dir")
     for flag in ("--mesh-resolution", "--texture-size"):

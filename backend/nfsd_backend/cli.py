@@ -18,9 +18,9 @@ from typing import Any, Callable
 from . import __version__
 from .config import DEVICES, PRECISIONS, load_config_file, merge
 from .console import ConsoleProgress
-from .errors import EXIT_CANCELLED, EXIT_INTERNAL, BadConfig, NfsdError
+from .errors import EXIT_CANCELLED, EXIT_INTERNAL, BadConfig, NfsdError, disk_full_means
 from .events import EventStream
-from .rundir import attach_log, detach_logs, logger
+from .rundir import attach_log, detach_logs, logger, release_run_dirs
 
 
 @dataclass(frozen=True)
@@ -145,9 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         events.emit("error", kind=exc.kind, message=exc.message)
         return exc.exit_code
     try:
-        return args.run(args, events)
+        # A full disk where no step says more (the checkpoint and the export do) is still one line.
+        with disk_full_means("the files written before are kept whole (each is replaced only once its new "
+                             "version is complete): free some space and run the command again."):
+            return args.run(args, events)
     except NfsdError as exc:
-        _log_to_run(_run_dir(args), logging.ERROR, f"{exc.kind}: {exc.message}")
+        if exc.touches_run_dir:
+            _log_to_run(_run_dir(args), logging.ERROR, f"{exc.kind}: {exc.message}")
         events.emit("error", kind=exc.kind, message=exc.message)
         return exc.exit_code
     except KeyboardInterrupt:  # Ctrl-C where no stop is handled, or a second one during a run
@@ -167,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         events.detach()
         detach_logs()
+        release_run_dirs()
 
 
 def _run_dir(args: argparse.Namespace) -> Path | None:

@@ -16,11 +16,11 @@ import torch
 
 from .checkpoint import checkpoint_fits, load_checkpoint, save_checkpoint
 from .cli import EXPORT_FLAGS, GUIDANCE_FLAGS, MODEL_FLAGS, RUN_FLAGS, Flag, add_common, add_flags, settings_from
-from .config import GenerateConfig, merge, resolve_generate, to_dict, validate_generate
+from .config import GenerateConfig, load_config_file, merge, resolve_generate, to_dict, validate_generate
 from .control import EXPORT, RunControl
 from .diffusion import DiffusionModel, load_model
 from .diffusion.loading import resolve_device
-from .errors import EXIT_CANCELLED, EXIT_OK, BadConfig, NonFinite, out_of_memory_means
+from .errors import EXIT_CANCELLED, EXIT_OK, BadConfig, NonFinite, disk_full_means, out_of_memory_means
 from .events import EventStream, StepTimer
 from .export import ExportResult, export_mesh_with
 from .guidance import Guidance, Prompts, distillation_loss, make_guidance
@@ -28,7 +28,7 @@ from .imaging import tensor_to_image
 from .nerf.cameras import VIEW_SUFFIXES, Cameras, preview_cameras, sample_cameras, view_suffix
 from .nerf.field import NerfField
 from .nerf.renderer import VolumeRenderer
-from .rundir import attach_log, prepare_run_dir, write_json, write_png
+from .rundir import attach_log, lock_run_dir, prepare_run_dir, write_json, write_png
 
 GENERATE_FLAGS = (
     Flag("--preset", "preset", "quality preset: sets steps and render sizes", choices=("draft", "standard", "high")),
@@ -51,8 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_config(args: argparse.Namespace) -> tuple[GenerateConfig, Path, dict[str, Any] | None]:
     """The run's settings, its folder, and the checkpoint to continue from (None for a new run)."""
-    import json
-
     given = settings_from(args)
     if args.prompt is not None:
         given["prompt"] = args.prompt
@@ -60,9 +58,9 @@ def resolve_config(args: argparse.Namespace) -> tuple[GenerateConfig, Path, dict
         run_dir = Path(args.resume).expanduser().resolve()
         if not (run_dir / "config.json").is_file():
             raise BadConfig(f"{run_dir} is not a run folder (no config.json); give the --out folder of a run.")
-        saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        config = resolve_generate(merge(saved, given))
+        config = resolve_generate(merge(load_config_file(run_dir / "config.json"), given))
         validate_generate(config)
+        lock_run_dir(run_dir)
         return config, run_dir, load_checkpoint(run_dir)
     if args.out is None:
         raise BadConfig("say where the run goes: --out FOLDER (or continue one with --resume FOLDER).")
@@ -274,7 +272,9 @@ def write_checkpoint(trainer: Trainer, out: Path, events: EventStream) -> Path:
     if not trainer.parameters_finite():
         raise NonFinite(f"the model's parameters became non-finite by step {trainer.step}; they were not saved "
                         "and the last checkpoint is kept. Try a lower --lr or --guidance-scale.")
-    path = save_checkpoint(out, trainer.state_dict())
+    with disk_full_means(f"the checkpoint of step {trainer.step} was not written and the previous one is kept: free "
+                         f"some space, then continue with `nfsd generate --resume {out}`."):
+        path = save_checkpoint(out, trainer.state_dict())
     events.emit("checkpoint", step=trainer.step, path=str(path))
     return path
 
@@ -289,5 +289,7 @@ def field_from_state(config: GenerateConfig, state: dict[str, Any], device: torc
 
 def export_field(field: NerfField, mesh_dir: Path, config: GenerateConfig, events: EventStream) -> ExportResult:
     """The textured mesh of `field` into `mesh_dir`, each export stage reported as an `export` stage event."""
-    return export_mesh_with(field, mesh_dir, bound=config.train.field.bound, config=config.export,
-                            on_stage=lambda name, message: events.emit("stage", name="export", message=message))
+    with disk_full_means(f"the mesh files are written all at once, so any earlier ones in {mesh_dir} are kept: free "
+                         f"some space, then export again with `nfsd export {mesh_dir.parent}`."):
+        return export_mesh_with(field, mesh_dir, bound=config.train.field.bound, config=config.export,
+                                on_stage=lambda name, message: events.emit("stage", name="export", message=message))

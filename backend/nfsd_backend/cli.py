@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,22 @@ class Flag:
     help: str
     type: Callable[[str], Any] | None = str
     choices: tuple[str, ...] | None = None
+
+
+def whole_number(text: str) -> int:
+    """The value of a count flag. A whole number in scientific notation ("1e4") is taken too, so that
+    `--steps 1e9` meets the setting's own limit, which names it, rather than a parse error."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value != int(value):
+        raise argparse.ArgumentTypeError(f"invalid whole number: {text!r}")
+    return int(value)
 
 
 def _csv(text: str) -> list[str]:
@@ -72,7 +89,8 @@ def add_flags(parser: argparse.ArgumentParser, flags: tuple[Flag, ...]) -> None:
             parser.add_argument(flag.flag, dest=dest, action="store_true", default=argparse.SUPPRESS,
                                 help=flag.help)
         else:
-            parser.add_argument(flag.flag, dest=dest, type=flag.type, choices=flag.choices,
+            parser.add_argument(flag.flag, dest=dest, type=whole_number if flag.type is int else flag.type,
+                                choices=flag.choices,
                                 default=argparse.SUPPRESS, help=flag.help)
 
 

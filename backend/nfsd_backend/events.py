@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 EVENT_VERSION = 1
-EVENT_KINDS = ("start", "stage", "progress", "preview", "checkpoint", "done", "cancelled", "error")
+EVENT_KINDS = ("start", "stage", "progress", "preview", "checkpoint", "done", "cancelled", "error", "warning")
 
 Listener = Callable[[dict[str, Any]], None]
 

@@ -28,6 +28,7 @@ from .imaging import tensor_to_image
 from .nerf.cameras import VIEW_SUFFIXES, Cameras, preview_cameras, sample_cameras, view_suffix
 from .nerf.field import NerfField
 from .nerf.renderer import VolumeRenderer
+from .prompts import fit_prompt
 from .rundir import attach_log, lock_run_dir, prepare_run_dir, write_json, write_png
 
 GENERATE_FLAGS = (
@@ -72,7 +73,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[GenerateConfig, Path, dict
 class Trainer:
     """The NeRF, its optimiser and the guidance, stepped one camera at a time."""
 
-    def __init__(self, config: GenerateConfig, model: DiffusionModel):
+    def __init__(self, config: GenerateConfig, model: DiffusionModel, events: EventStream | None = None):
         self.config = config
         self.model = model
         self.device = model.device
@@ -86,7 +87,10 @@ class Trainer:
              {"params": list(self.renderer.background.parameters()), "lr": t.lr_background}],
             betas=(0.9, 0.99), eps=1e-15, weight_decay=0.0)
         self.guidance: Guidance = make_guidance(config.guidance.method, model.denoiser, **config.guidance.settings())
-        texts = [config.prompt + suffix for suffix in VIEW_SUFFIXES] + ["", config.guidance.negative_prompt]
+        # A prompt longer than the encoder takes is cut (a `warning` event when `events` is given).
+        prompt = fit_prompt(model.tokenizer, config.prompt, events, reserved=max(VIEW_SUFFIXES, key=len))
+        negative = fit_prompt(model.tokenizer, config.guidance.negative_prompt, events, name="negative prompt")
+        texts = [prompt + suffix for suffix in VIEW_SUFFIXES] + ["", negative]
         embeddings = model.encode_prompts(texts)
         model.offload_text_encoder()
         self.view_embeddings = {suffix: embeddings[i:i + 1] for i, suffix in enumerate(VIEW_SUFFIXES)}
@@ -227,7 +231,7 @@ def train_and_export(config: GenerateConfig, out: Path, checkpoint: dict[str, An
     events.emit("stage", name="load_model", message=f"loading {config.model.name}")
     with out_of_memory_means("lower --render-size-late or --mesh-resolution, or turn on --low-vram (the last "
                              "checkpoint is kept, continue with --resume)."):
-        trainer = Trainer(config, load_model(config.model))
+        trainer = Trainer(config, load_model(config.model), events)
         if checkpoint is not None:
             with checkpoint_fits(out):
                 trainer.load_state_dict(checkpoint)

@@ -66,13 +66,21 @@ def release_run_dirs() -> None:
         _held_locks.pop().release()
 
 
+class RunLogHandler(logging.FileHandler):
+    """The run's log file. A line it cannot write (a full disk) is dropped without logging's
+    traceback on stderr: the error event already says what happened."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def attach_log(out: Path) -> Path | None:
     """Send the `nfsd` logger to `out/nfsd.log` (appending). Returns None when `out` is unusable,
     as for a bad --out: the error is still reported on the console."""
     try:
         Path(out).mkdir(parents=True, exist_ok=True)
         path = Path(out) / LOG_NAME
-        handler = logging.FileHandler(path, encoding="utf-8")
+        handler = RunLogHandler(path, encoding="utf-8")
     except OSError:
         return None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

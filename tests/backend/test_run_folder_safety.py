@@ -224,3 +224,16 @@ def test_a_truncated_config_of_a_run_is_one_line(run_dir, capsys):
     for argv in (["generate", "--resume", str(run_dir)], ["export", str(run_dir)]):
         code, events = run_cli(argv, capsys)
         assert code == 2 and events[-1]["kind"] == "bad_config" and "not valid JSON" in events[-1]["message"]
+
+
+def test_a_log_line_the_full_disk_refuses_is_dropped_without_a_traceback(tmp_path, capsys, monkeypatch):
+    from nfsd_backend.rundir import RunLogHandler, attach_log, detach_logs, logger
+
+    attach_log(tmp_path)
+    monkeypatch.setattr(RunLogHandler, "flush", no_space)
+    try:
+        logger.error("disk_full: the disk is full")
+    finally:
+        monkeypatch.undo()
+        detach_logs()
+    assert "Traceback" not in capsys.readouterr().err

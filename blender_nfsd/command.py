@@ -8,7 +8,7 @@ restated here; the flag spellings are the backend's (`nfsd_backend/cli.py`).
 from __future__ import annotations
 
 import dataclasses
-import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
@@ -203,7 +203,13 @@ def backend_environment(base: Mapping[str, str], online_access: bool) -> dict[st
 
 def run_folder_name(prompt: str, when: datetime) -> str:
     """A run folder's name: the prompt's words and the start time, e.g.
-    `a-ceramic-lion-20250101-120000`, safe on every file system."""
-    words = re.findall(r"[a-z0-9]+", prompt.lower())
+    `a-ceramic-lion-20250101-120000` or `一只陶瓷狮子-20250101-120000`, valid on Windows, macOS and
+    Linux. Words are runs of letters, digits and their combining marks in any script, lower-cased
+    and NFC-normalised (macOS compares names normalised; NFC is what other systems store); all
+    else (Windows's reserved <>:"/\\|?*, control characters, emoji, dots, spaces) separates words.
+    At most RUN_FOLDER_NAME_LENGTH characters of them (4 bytes each at most), and the time last, so
+    a name never ends in a dot or a space nor is a reserved device name (CON, NUL, COM1...)."""
+    text = unicodedata.normalize("NFC", prompt.lower())
+    words = "".join(c if unicodedata.category(c)[0] in "LNM" else " " for c in text).split()
     slug = "-".join(words)[:RUN_FOLDER_NAME_LENGTH].strip("-") or "run"
     return f"{slug}-{when:%Y%m%d-%H%M%S}"

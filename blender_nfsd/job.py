@@ -43,6 +43,14 @@ FIXES: dict[str, tuple[str, str]] = {
     "out_of_memory": ("nfsd.lower_memory", "Use Low-VRAM Settings"),
     "cuda_unavailable": ("nfsd.use_cpu", "Run on the CPU"),
 }
+# Error kinds whose backend sentence speaks of command-line flags: the panel says what to do in the
+# add-on instead, and keeps the backend's sentence on the line below.
+PANEL_MESSAGES: dict[str, str] = {
+    "disk_full": "The disk is full: free some space (or choose another Output Folder in the preferences), "
+                 "then Generate again or Re-export; the files written before are kept.",
+    "run_in_use": "Another backend (a run in a terminal, or an export) is using this run folder: wait for it "
+                  "to finish or stop it, then try again.",
+}
 
 
 @dataclass
@@ -69,6 +77,7 @@ class JobStatus:
     requested: str = ""  # "", CONTROL_STOP or CONTROL_EXPORT: what the user asked the run to do
     error_kind: str = ""
     error_message: str = ""
+    warning: str = ""  # the newest `warning` event's message (the run goes on)
     log_tail: list[str] = field(default_factory=list)  # last log lines, for a crash
 
     @property
@@ -135,7 +144,14 @@ class JobStatus:
         self.message = f"Cancelled at step {self.step}"
 
     def _on_error(self, event: Event) -> None:
-        self.fail(str(event["kind"]), str(event["message"]))
+        kind, message = str(event["kind"]), str(event["message"])
+        if kind in PANEL_MESSAGES:
+            self.fail(kind, PANEL_MESSAGES[kind], [message])
+        else:
+            self.fail(kind, message)
+
+    def _on_warning(self, event: Event) -> None:
+        self.warning = str(event["message"])
 
     def request(self, control: str) -> None:
         """The user asked to stop (`stop`) or to stop and export (`export`)."""

@@ -69,6 +69,8 @@ def draw_progress(layout: bpy.types.UILayout, state: NFSD_JobState) -> None:
     """Progress bar (step / total, speed, time left), the stage, the stop buttons, the preview."""
     layout.progress(factor=state.progress, type="BAR", text=state.progress_text)
     layout.label(text=state.message, icon="TIME")
+    if state.warning:
+        layout.label(text=state.warning, icon="INFO")
     row = layout.row(align=True)
     row.operator("nfsd.cancel", icon="CANCEL")
     row.operator("nfsd.stop_and_import", icon="IMPORT")

@@ -97,6 +97,7 @@ class NFSD_JobState(bpy.types.PropertyGroup):
     preview_image: StringProperty(name="Preview Image", description="Name of the preview image datablock")
     preview_step: IntProperty(name="Preview Step", default=-1)
     error_message: StringProperty(name="Error")
+    warning: StringProperty(name="Warning", description="The backend's newest warning; the run goes on")
     error_log: StringProperty(name="Error Log", description="The last lines of the backend's log, one per line")
     fix_operator: StringProperty(name="Fix", description="Operator that fixes the error")
     fix_label: StringProperty(name="Fix Label")

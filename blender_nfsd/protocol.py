@@ -28,6 +28,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "done": ("mesh", "obj", "elapsed_s"),
     "cancelled": ("step", "checkpoint"),
     "error": ("kind", "message"),
+    "warning": ("kind", "message"),  # the run goes on; e.g. kind prompt_truncated (docs/events.md)
 }
 NUMBER_FIELDS = frozenset({"total_steps", "step", "loss", "timestep", "elapsed_s", "eta_s", "it_per_s"})
 

@@ -4,13 +4,14 @@ the imported objects so any asset can be regenerated. No bpy here."""
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 from typing import Any, Mapping
 
 REQUEST_NAME = "blender_request.json"  # the add-on's settings for the run, written at start
 CONFIG_NAME = "config.json"  # the backend's fully resolved settings
 MESH_PATH = Path("mesh") / "model.glb"
-MAX_NAME_LENGTH = 63  # Blender's limit for datablock names
+MAX_NAME_LENGTH = 63  # Blender's limit for datablock names, in UTF-8 bytes (before 5.0)
 
 # custom property -> where the backend's resolved config.json keeps it, and the add-on's name
 PROPERTY_SOURCES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -70,6 +71,10 @@ def run_dir_of(mesh: Path) -> Path:
 
 
 def collection_name(prompt: str) -> str:
-    """The collection a result goes into: the prompt, on one line, cut to Blender's name limit."""
-    name = " ".join(prompt.split()) or "NFSD result"
-    return name if len(name) <= MAX_NAME_LENGTH else name[:MAX_NAME_LENGTH - 3].rstrip() + "..."
+    """The collection a result goes into: the prompt, on one line, NFC-normalised, cut to Blender's
+    name limit in bytes at a whole character (Blender would cut a longer name itself, mid-character)."""
+    name = unicodedata.normalize("NFC", " ".join(prompt.split())) or "NFSD result"
+    encoded = name.encode("utf-8")
+    if len(encoded) <= MAX_NAME_LENGTH:
+        return name
+    return encoded[:MAX_NAME_LENGTH - 3].decode("utf-8", errors="ignore").rstrip() + "..."

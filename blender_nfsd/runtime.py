@@ -135,6 +135,7 @@ def _mirror_job(state: NFSD_JobState, job: Job) -> None:
     state.run_dir = status.run_dir
     state.preview_step = status.preview_step
     state.error_message = status.error_message
+    state.warning = status.warning
     state.error_log = "\n".join(status.log_tail)
     operator, label = status.fix or ("", "")
     state.fix_operator, state.fix_label = operator, label

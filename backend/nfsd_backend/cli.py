@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,9 @@ from typing import Any, Callable
 from . import __version__
 from .config import DEVICES, PRECISIONS, load_config_file, merge
 from .console import ConsoleProgress
-from .errors import EXIT_CANCELLED, EXIT_INTERNAL, BadConfig, NfsdError
+from .errors import EXIT_CANCELLED, EXIT_INTERNAL, BadConfig, NfsdError, disk_full_means
 from .events import EventStream
-from .rundir import attach_log, detach_logs, logger
+from .rundir import attach_log, detach_logs, logger, release_run_dirs
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,22 @@ class Flag:
     help: str
     type: Callable[[str], Any] | None = str
     choices: tuple[str, ...] | None = None
+
+
+def whole_number(text: str) -> int:
+    """The value of a count flag. A whole number in scientific notation ("1e4") is taken too, so that
+    `--steps 1e9` meets the setting's own limit, which names it, rather than a parse error."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value != int(value):
+        raise argparse.ArgumentTypeError(f"invalid whole number: {text!r}")
+    return int(value)
 
 
 def _csv(text: str) -> list[str]:
@@ -77,7 +94,8 @@ def add_flags(parser: argparse.ArgumentParser, flags: tuple[Flag, ...]) -> None:
             parser.add_argument(flag.flag, dest=dest, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=flag.help)
         else:
-            parser.add_argument(flag.flag, dest=dest, type=flag.type, choices=flag.choices,
+            parser.add_argument(flag.flag, dest=dest, type=whole_number if flag.type is int else flag.type,
+                                choices=flag.choices,
                                 default=argparse.SUPPRESS, help=flag.help)
 
 
@@ -150,9 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         events.emit("error", kind=exc.kind, message=exc.message)
         return exc.exit_code
     try:
-        return args.run(args, events)
+        # A full disk where no step says more (the checkpoint and the export do) is still one line.
+        with disk_full_means("the files written before are kept whole (each is replaced only once its new "
+                             "version is complete): free some space and run the command again."):
+            return args.run(args, events)
     except NfsdError as exc:
-        _log_to_run(_run_dir(args), logging.ERROR, f"{exc.kind}: {exc.message}")
+        if exc.touches_run_dir:
+            _log_to_run(_run_dir(args), logging.ERROR, f"{exc.kind}: {exc.message}")
         events.emit("error", kind=exc.kind, message=exc.message)
         return exc.exit_code
     except KeyboardInterrupt:  # Ctrl-C where no stop is handled, or a second one during a run
@@ -172,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         events.detach()
         detach_logs()
+        release_run_dirs()
 
 
 def _run_dir(args: argparse.Namespace) -> Path | None:

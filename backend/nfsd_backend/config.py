@@ -38,6 +38,12 @@ NFSD_NEGATIVE_PROMPT = ("unrealistic, blurry, low quality, out of focus, ugly, l
 # work at the usual sampling scale.
 DEFAULT_GUIDANCE_SCALE = {"sds": 100.0, "nfsd": 7.5, "sdi": 7.5}
 GUIDANCE_SCALE_RANGE = (-50.0, 500.0)
+# Sizes beyond which a run cannot finish or fit, refused before anything starts. Steps: four times
+# the NFSD paper's longest schedule (25,000), already days of a consumer GPU at SD's ~1 s a step.
+MAX_STEPS = 100_000
+MAX_SEED = 2**64 - 1  # torch.Generator takes seeds in 0..2^64-1
+# Faces handed to the UV atlas: xatlas took 90 s on 230k faces here and grows faster than linearly.
+MAX_FACES = 1_000_000
 
 
 @dataclass
@@ -295,12 +301,20 @@ def validate_prompt(prompt: Any) -> None:
 def validate_steps(steps: Any) -> None:
     if _number(steps, "steps", integer=True) < 1:
         raise BadConfig(f"steps must be at least 1, got {steps}.")
+    if steps > MAX_STEPS:
+        raise BadConfig(f"steps {steps:,} is more than a run can finish: at most {MAX_STEPS:,} (the NFSD paper's "
+                        "longest run is 25,000).")
+
+
+def validate_seed(seed: Any) -> None:
+    if not 0 <= _number(seed, "seed", integer=True) <= MAX_SEED:
+        raise BadConfig(f"seed must be in 0..{MAX_SEED} (2^64 - 1), got {seed}.")
 
 
 def validate_image(config: ImageConfig) -> None:
     validate_prompt(config.prompt)
     validate_steps(config.steps)
-    _number(config.seed, "seed", integer=True)
+    validate_seed(config.seed)
     if config.lr is not None and _number(config.lr, "lr") <= 0:
         raise BadConfig(f"lr must be positive, got {config.lr}.")
     if _number(config.preview_every, "preview_every", integer=True) < 1:
@@ -321,8 +335,9 @@ def validate_export(config: ExportConfig) -> None:
         raise BadConfig(f"texture_size must be in 64..8192, got {config.texture_size}.")
     if config.threshold is not None and _number(config.threshold, "threshold") < 0:
         raise BadConfig(f"threshold is a density and must be >= 0, got {config.threshold}.")
-    if _number(config.max_faces, "max_faces", integer=True) < 100:
-        raise BadConfig(f"max_faces must be at least 100, got {config.max_faces}.")
+    if not 100 <= _number(config.max_faces, "max_faces", integer=True) <= MAX_FACES:
+        raise BadConfig(f"max_faces must be in 100..{MAX_FACES:,} (more takes the UV atlas hours), "
+                        f"got {config.max_faces}.")
     if not 0.0 <= _number(config.min_component_fraction, "min_component_fraction") < 1.0:
         raise BadConfig(f"min_component_fraction must be in [0, 1), got {config.min_component_fraction}.")
     if _number(config.smooth_iterations, "smooth_iterations", integer=True) < 0:
@@ -425,7 +440,7 @@ def resolve_generate(settings: dict[str, Any]) -> GenerateConfig:
 def validate_generate(config: GenerateConfig) -> None:
     validate_prompt(config.prompt)
     validate_steps(config.steps)
-    _number(config.seed, "seed", integer=True)
+    validate_seed(config.seed)
     validate_model(config.model)
     validate_guidance(config.guidance)
     validate_export(config.export)

@@ -59,4 +59,6 @@ def _describe(record: dict[str, Any]) -> str:
         return f"cancelled at step {record['step']}; checkpoint {record.get('checkpoint')}"
     if kind == "error":
         return f"error ({record['kind']}): {record['message']}"
+    if kind == "warning":
+        return f"warning ({record['kind']}): {record['message']}"
     return ""

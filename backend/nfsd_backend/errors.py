@@ -3,6 +3,7 @@ into one line (or one `error` event) instead of a traceback."""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,6 +20,7 @@ class NfsdError(Exception):
 
     kind = "internal"
     exit_code = EXIT_INTERNAL
+    touches_run_dir = True  # the error is logged in the run folder's nfsd.log
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -50,6 +52,35 @@ class EmptyGeometry(NfsdError):
 
 class NonFinite(NfsdError):
     kind = "non_finite"
+
+
+class RunInUse(NfsdError):
+    """Another nfsd process holds the run folder's lock (a run training into it, or an export)."""
+
+    kind = "run_in_use"
+    exit_code = EXIT_USER
+    touches_run_dir = False  # the folder is another process's: not even its log is written to
+
+
+class DiskFull(NfsdError):
+    kind = "disk_full"
+
+
+# errno values that mean "no space left": the disk, or the user's quota on it.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@contextmanager
+def disk_full_means(what_is_kept: str) -> Iterator[None]:
+    """Running out of disk space inside the block becomes a DiskFull that says what survived
+    (writes are atomic, so the previous file is whole) and what to do."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in NO_SPACE:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        raise DiskFull(f"the disk is full ({exc.strerror or 'no space left'}{where}); {what_is_kept}") from None
 
 
 @contextmanager

@@ -4,13 +4,14 @@ their fields are listed in docs/events.md."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
 from typing import IO, Any, Callable
 
 EVENT_VERSION = 1
-EVENT_KINDS = ("start", "stage", "progress", "preview", "checkpoint", "done", "cancelled", "error")
+EVENT_KINDS = ("start", "stage", "progress", "preview", "checkpoint", "done", "cancelled", "error", "warning")
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -39,12 +40,21 @@ class EventStream:
             raise ValueError(f"unknown event kind {event!r}")
         record = {"v": EVENT_VERSION, "event": event, "time": round(time.time(), 3), **fields}
         line = json.dumps(record, default=_jsonable)
-        for out in (self._run_file, self.jsonl):
-            if out is not None:
-                out.write(line + "\n")
-                out.flush()
+        if self.jsonl is not None:
+            self.jsonl.write(line + "\n")
+            self.jsonl.flush()
         for listener in self.listeners:
             listener(record)
+        if self._run_file is not None:
+            try:
+                self._run_file.write(line + "\n")
+                self._run_file.flush()
+            except OSError:  # a full disk: the run's copy stops here; the error that reports it still goes out
+                run_file, self._run_file = self._run_file, None
+                with contextlib.suppress(OSError):
+                    run_file.close()
+                if event != "error":
+                    raise
         return record
 
 

@@ -23,6 +23,7 @@ from .errors import EXIT_OK, out_of_memory_means
 from .events import EventStream, StepTimer
 from .guidance import Prompts, distillation_loss, make_guidance
 from .imaging import labelled_row, tensor_to_image
+from .prompts import fit_prompt
 from .rundir import attach_log, prepare_run_dir, write_json, write_png
 
 # Adam's step on the image when `lr` is unset, by the space the model works in. Adam moves every
@@ -86,7 +87,9 @@ def distill_and_write(config: ImageConfig, out: Path, methods: list[str], events
     # Written once the run can start (see train.py): a failed start leaves the --out reusable.
     write_json(out / "config.json", to_dict(config))
     config = dataclasses.replace(config, lr=image_lr(config, model))
-    prompts = Prompts(*(e[None] for e in model.encode_prompts([config.prompt, "", config.guidance.negative_prompt])))
+    texts = [fit_prompt(model.tokenizer, config.prompt, events), "",
+             fit_prompt(model.tokenizer, config.guidance.negative_prompt, events, name="negative prompt")]
+    prompts = Prompts(*(e[None] for e in model.encode_prompts(texts)))
     model.offload_text_encoder()
     timer = StepTimer(config.steps * len(methods))
     finals = []

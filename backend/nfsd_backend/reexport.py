@@ -14,7 +14,7 @@ from .config import DEVICES, GenerateConfig, from_dict, load_config_file, merge,
 from .diffusion.loading import resolve_device
 from .errors import EXIT_OK, BadConfig, out_of_memory_means
 from .events import EventStream
-from .rundir import attach_log
+from .rundir import attach_log, lock_run_dir
 from .train import export_field, field_from_state
 
 REEXPORT_FLAGS = EXPORT_FLAGS + (
@@ -46,6 +46,7 @@ def run(args: argparse.Namespace, events: EventStream) -> int:
                         "the trained field: start a new run to change them.")
     validate_export(config.export)
     validate_model(config.model)
+    lock_run_dir(run_dir)  # not while a run trains into it, nor while another export writes its mesh
     state = load_checkpoint(run_dir)
     attach_log(run_dir)
     events.attach_run_dir(run_dir)

@@ -16,11 +16,11 @@ import torch
 
 from .checkpoint import checkpoint_fits, load_checkpoint, save_checkpoint
 from .cli import EXPORT_FLAGS, GUIDANCE_FLAGS, MODEL_FLAGS, RUN_FLAGS, Flag, add_common, add_flags, settings_from
-from .config import VIEW_PROMPTS, GenerateConfig, merge, resolve_generate, to_dict, validate_generate
+from .config import VIEW_PROMPTS, GenerateConfig, load_config_file, merge, resolve_generate, to_dict, validate_generate
 from .control import EXPORT, RunControl
 from .diffusion import DiffusionModel, load_model
 from .diffusion.loading import resolve_device
-from .errors import EXIT_CANCELLED, EXIT_OK, BadConfig, NonFinite, out_of_memory_means
+from .errors import EXIT_CANCELLED, EXIT_OK, BadConfig, NonFinite, disk_full_means, out_of_memory_means
 from .events import EventStream, StepTimer
 from .export import ExportResult, export_mesh_with
 from .guidance import Guidance, distillation_loss, make_guidance
@@ -29,7 +29,8 @@ from .imaging import tensor_to_image
 from .nerf.cameras import VIEW_SUFFIXES, Cameras, preview_cameras, sample_cameras
 from .nerf.field import NerfField
 from .nerf.renderer import VolumeRenderer
-from .rundir import attach_log, prepare_run_dir, write_json, write_png
+from .prompts import fit_prompt
+from .rundir import attach_log, lock_run_dir, prepare_run_dir, write_json, write_png
 
 GENERATE_FLAGS = (
     Flag("--preset", "preset", "quality preset: sets steps and render sizes", choices=("draft", "standard", "high")),
@@ -56,8 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_config(args: argparse.Namespace) -> tuple[GenerateConfig, Path, dict[str, Any] | None]:
     """The run's settings, its folder, and the checkpoint to continue from (None for a new run)."""
-    import json
-
     given = settings_from(args)
     if args.prompt is not None:
         given["prompt"] = args.prompt
@@ -65,12 +64,13 @@ def resolve_config(args: argparse.Namespace) -> tuple[GenerateConfig, Path, dict
         run_dir = Path(args.resume).expanduser().resolve()
         if not (run_dir / "config.json").is_file():
             raise BadConfig(f"{run_dir} is not a run folder (no config.json); give the --out folder of a run.")
-        saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        saved = load_config_file(run_dir / "config.json")
         # A run's config.json holds every setting of its version; one it lacks is newer than the
         # run and takes its plain default, the behaviour before it existed (say perp_neg: off), not
         # a method's newer default.
         config = resolve_generate(merge(merge(to_dict(GenerateConfig()), saved), given))
         validate_generate(config)
+        lock_run_dir(run_dir)
         return config, run_dir, load_checkpoint(run_dir)
     if args.out is None:
         raise BadConfig("say where the run goes: --out FOLDER (or continue one with --resume FOLDER).")
@@ -82,7 +82,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[GenerateConfig, Path, dict
 class Trainer:
     """The NeRF, its optimiser and the guidance, stepped one camera at a time."""
 
-    def __init__(self, config: GenerateConfig, model: DiffusionModel):
+    def __init__(self, config: GenerateConfig, model: DiffusionModel, events: EventStream | None = None):
         self.config = config
         self.model = model
         self.device = model.device
@@ -96,7 +96,10 @@ class Trainer:
              {"params": list(self.renderer.background.parameters()), "lr": t.lr_background}],
             betas=(0.9, 0.99), eps=1e-15, weight_decay=0.0)
         self.guidance: Guidance = make_guidance(config.guidance.method, model.denoiser, **config.guidance.settings())
-        texts = [config.prompt + suffix for suffix in VIEW_SUFFIXES] + ["", config.guidance.negative_prompt]
+        # A prompt longer than the encoder takes is cut (a `warning` event when `events` is given).
+        prompt = fit_prompt(model.tokenizer, config.prompt, events, reserved=max(VIEW_SUFFIXES, key=len))
+        negative = fit_prompt(model.tokenizer, config.guidance.negative_prompt, events, name="negative prompt")
+        texts = [prompt + suffix for suffix in VIEW_SUFFIXES] + ["", negative]
         embeddings = model.encode_prompts(texts)
         model.offload_text_encoder()
         self.view_prompts = ViewPrompts({suffix: embeddings[i:i + 1] for i, suffix in enumerate(VIEW_SUFFIXES)},
@@ -236,7 +239,7 @@ def train_and_export(config: GenerateConfig, out: Path, checkpoint: dict[str, An
     events.emit("stage", name="load_model", message=f"loading {config.model.name}")
     with out_of_memory_means("lower --render-size-late or --mesh-resolution, or turn on --low-vram (the last "
                              "checkpoint is kept, continue with --resume)."):
-        trainer = Trainer(config, load_model(config.model))
+        trainer = Trainer(config, load_model(config.model), events)
         if checkpoint is not None:
             with checkpoint_fits(out):
                 trainer.load_state_dict(checkpoint)
@@ -281,7 +284,9 @@ def write_checkpoint(trainer: Trainer, out: Path, events: EventStream) -> Path:
     if not trainer.parameters_finite():
         raise NonFinite(f"the model's parameters became non-finite by step {trainer.step}; they were not saved "
                         "and the last checkpoint is kept. Try a lower --lr or --guidance-scale.")
-    path = save_checkpoint(out, trainer.state_dict())
+    with disk_full_means(f"the checkpoint of step {trainer.step} was not written and the previous one is kept: free "
+                         f"some space, then continue with `nfsd generate --resume {out}`."):
+        path = save_checkpoint(out, trainer.state_dict())
     events.emit("checkpoint", step=trainer.step, path=str(path))
     return path
 
@@ -296,5 +301,7 @@ def field_from_state(config: GenerateConfig, state: dict[str, Any], device: torc
 
 def export_field(field: NerfField, mesh_dir: Path, config: GenerateConfig, events: EventStream) -> ExportResult:
     """The textured mesh of `field` into `mesh_dir`, each export stage reported as an `export` stage event."""
-    return export_mesh_with(field, mesh_dir, bound=config.train.field.bound, config=config.export,
-                            on_stage=lambda name, message: events.emit("stage", name="export", message=message))
+    with disk_full_means(f"the mesh files are written all at once, so any earlier ones in {mesh_dir} are kept: free "
+                         f"some space, then export again with `nfsd export {mesh_dir.parent}`."):
+        return export_mesh_with(field, mesh_dir, bound=config.train.field.bound, config=config.export,
+                                on_stage=lambda name, message: events.emit("stage", name="export", message=message))

@@ -34,6 +34,7 @@ DESIGN_EVENT_FIELDS = {
     "done": ("mesh", "obj", "elapsed_s"),
     "cancelled": ("step", "checkpoint"),
     "error": ("kind", "message"),
+    "warning": ("kind", "message"),  # docs/events.md (prompt_truncated also has tokens_given, tokens_kept)
 }
 
 if str(ROOT) not in sys.path:

@@ -142,3 +142,27 @@ def test_run_folder_names():
     assert run_folder_name("  ??? ", when) == "run-20250304-050607"
     long = run_folder_name("word " * 30, when)
     assert long == "word-word-word-word-word-word-word-word-20250304-050607"
+
+
+WINDOWS_RESERVED_CHARACTERS = set('<>:"/\\|?*') | {chr(c) for c in range(32)}
+WINDOWS_RESERVED_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+
+
+@pytest.mark.parametrize("prompt, name", [
+    ("Ein Löwe aus Keramik", "ein-löwe-aus-keramik"),
+    ("一只陶瓷狮子", "一只陶瓷狮子"),
+    ("🦁 a lion 🏺", "a-lion"),
+    ("🦁🏺", "run"),
+    ("E\u0301tude", "\u00e9tude"),  # decomposed é (as macOS's HFS+ wrote it) comes out composed
+    ("नमस्ते दुनिया", "नमस्ते-दुनिया"),  # the vowel signs (combining marks) stay in their words
+    ('CON', "con"), ("nul.txt", "nul-txt"), ("a lion...  ", "a-lion"), ('a<b>c:d"e/f\\g|h?i*j', "a-b-c-d-e-f-g-h-i-j"),
+    ("x" * 5000, "x" * 40),
+])
+def test_run_folder_names_from_any_prompt_are_valid_everywhere(prompt, name):
+    import unicodedata
+
+    folder = run_folder_name(prompt, datetime(2025, 3, 4, 5, 6, 7))
+    assert folder == f"{name}-20250304-050607"
+    assert not set(folder) & WINDOWS_RESERVED_CHARACTERS and folder[-1] not in ". "
+    assert folder.split(".")[0].lower() not in WINDOWS_RESERVED_NAMES
+    assert unicodedata.is_normalized("NFC", folder) and len(folder.encode("utf-8")) <= 255

@@ -88,6 +88,26 @@ def test_an_error_event_fails_with_its_fix():
     assert status.fix is None
 
 
+def test_the_backends_new_error_kinds_say_what_to_do_in_the_panel():
+    for kind, fragment in (("disk_full", "free some space"), ("run_in_use", "is using this run folder")):
+        status = started()
+        backend = f"{kind} sentence naming --resume"
+        status.apply(event("error", kind=kind, message=backend))
+        assert status.state == FAILED and status.error_kind == kind and fragment in status.message
+        assert "\n" not in status.message and "--" not in status.message and status.log_tail == [backend]
+    status = started()  # a kind this add-on does not know still shows the backend's sentence
+    status.apply(event("error", kind="new_kind", message="Something to do."))
+    assert status.message == "Something to do." and status.fix is None
+
+
+def test_a_warning_is_kept_and_the_run_goes_on():
+    status = started()
+    status.apply(progress(1))
+    status.apply(event("warning", kind="prompt_truncated", message="the prompt was cut"))
+    status.apply(progress(2))
+    assert status.state == RUNNING and status.warning == "the prompt was cut" and status.step == 2
+
+
 def test_stop_and_export_requests():
     status = started()
     status.apply(progress(4))

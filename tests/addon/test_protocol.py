@@ -37,6 +37,8 @@ EXAMPLES = {
     "done": {"mesh": "/runs/lion/mesh/model.glb", "obj": "/runs/lion/mesh/model.obj", "elapsed_s": 12.0},
     "cancelled": {"step": 42, "checkpoint": "/runs/lion/checkpoints/last.pt"},
     "error": {"kind": "model_not_found", "message": "Download the model or point --model to a folder."},
+    "warning": {"kind": "prompt_truncated", "message": "the prompt was cut", "tokens_given": 900,
+                "tokens_kept": 62},
 }
 
 
@@ -127,7 +129,8 @@ def test_the_real_backends_events_parse_with_every_documented_field(tmp_path, ba
             return subprocess.Popen(command(name, **changes), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=log, text=True, env=env)
 
-    runs = {"done": start("done"), "cancelled": start("cancelled"),
+    # The stopped run's prompt is longer than the text encoder takes: a `warning`.
+    runs = {"done": start("done"), "cancelled": start("cancelled", prompt="a red cube " * 400),
             "error": start("error", model=str(tmp_path / "no such model"))}
     runs["cancelled"].stdin.close()  # closed stdin means stop
     runs["error"].stdin.close()

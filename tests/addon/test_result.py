@@ -41,5 +41,15 @@ def test_collection_names():
     assert long == ("word " * 12).strip() + "..."  # cut to fit 63 characters, at a word
 
 
+def test_collection_names_of_any_script_fit_blenders_limit_in_bytes():
+    import unicodedata
+
+    assert collection_name("E\u0301tude") == "\u00c9tude"  # NFC
+    lion = collection_name("一只陶瓷狮子" * 10)  # 3 bytes a character
+    assert lion == "一只陶瓷狮子" * 3 + "一只" + "..." and len(lion.encode("utf-8")) <= 63
+    emoji = collection_name("🦁" * 40)  # 4 bytes each: cut at a whole one
+    assert emoji == "🦁" * 15 + "..." and unicodedata.is_normalized("NFC", emoji)
+
+
 def test_a_mesh_belongs_to_the_run_folder_that_holds_it(tmp_path):
     assert run_dir_of(tmp_path / "runs" / "lion" / MESH_PATH) == tmp_path / "runs" / "lion"

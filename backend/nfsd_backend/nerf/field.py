@@ -40,13 +40,14 @@ def validate_field_config(config: FieldConfig) -> None:
                         f"choose one of: {', '.join(DENSITY_ACTIVATIONS)}.")
     if config.bound <= 0 or config.blob_radius <= 0 or config.normal_eps <= 0:
         raise BadConfig("train.field.bound, blob_radius and normal_eps must be positive.")
-    if config.mlp_width < 1 or config.mlp_depth < 0:
-        raise BadConfig("train.field.mlp_width must be at least 1 and mlp_depth at least 0.")
+    if not 1 <= config.mlp_width <= 1024 or not 0 <= config.mlp_depth <= 16:
+        raise BadConfig("train.field.mlp_width must be in 1..1024 and mlp_depth in 0..16.")
     grid = config.encoding
-    if grid.levels < 1 or grid.features_per_level < 1 or not 4 <= grid.log2_table_size <= 30 or \
+    # 2^24 rows x 32 levels x 8 features in float32 is already 16 GiB before Adam's two copies.
+    if not 1 <= grid.levels <= 32 or not 1 <= grid.features_per_level <= 8 or not 4 <= grid.log2_table_size <= 24 or \
             not 1 <= grid.base_resolution <= grid.finest_resolution:
-        raise BadConfig("train.field.encoding needs levels and features_per_level >= 1, log2_table_size in "
-                        "4..30 and 1 <= base_resolution <= finest_resolution.")
+        raise BadConfig("train.field.encoding needs levels in 1..32, features_per_level in 1..8, log2_table_size in "
+                        "4..24 and 1 <= base_resolution <= finest_resolution.")
     if grid.backend not in ("auto", "torch", "tcnn"):
         raise BadConfig(f"unknown train.field.encoding.backend {grid.backend!r}; choose one of: auto, torch, tcnn.")
 

@@ -59,12 +59,14 @@ class RenderConfig:
 
 def validate_render_config(config: RenderConfig) -> None:
     """Refuse settings the renderer cannot use, with a message that names the setting."""
-    if config.samples_per_ray < 1 or config.chunk_rays < 1:
-        raise BadConfig("train.render.samples_per_ray and chunk_rays must be at least 1.")
-    if config.occupancy_resolution < 1 or config.occupancy_update_every < 1 or \
+    if not 1 <= config.samples_per_ray <= 1024 or config.chunk_rays < 1:
+        raise BadConfig("train.render.samples_per_ray must be in 1..1024 and chunk_rays at least 1.")
+    if not 1 <= config.occupancy_resolution <= 512:  # 512^3 cells are half a GiB; twice that, 4 GiB
+        raise BadConfig(f"train.render.occupancy_resolution must be in 1..512, got {config.occupancy_resolution}.")
+    if config.occupancy_update_every < 1 or \
             config.occupancy_samples_per_cell < 1 or config.occupancy_dilation < 0:
-        raise BadConfig("train.render.occupancy_resolution, occupancy_update_every and occupancy_samples_per_cell "
-                        "must be at least 1, and occupancy_dilation at least 0.")
+        raise BadConfig("train.render.occupancy_update_every and occupancy_samples_per_cell must be at least 1, and "
+                        "occupancy_dilation at least 0.")
     probabilities = (config.albedo_probability, config.diffuse_probability, config.textureless_probability)
     if min(probabilities) < 0 or not math.isclose(sum(probabilities), 1.0, abs_tol=1e-6):
         raise BadConfig("train.render.albedo_probability, diffuse_probability and textureless_probability must be "

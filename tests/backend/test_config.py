@@ -112,6 +112,7 @@ def test_a_2d_image_refuses_perp_neg():
 def test_resuming_a_run_written_before_perp_neg_existed_keeps_it_off(tmp_path):
     from nfsd_backend.checkpoint import save_checkpoint
     from nfsd_backend.cli import build_parser
+    from nfsd_backend.rundir import release_run_dirs
     from nfsd_backend.train import resolve_config
 
     config = to_dict(resolved({"guidance": {"method": "sdi"}, "model": {"name": "sd2-community/x"}}))
@@ -122,6 +123,8 @@ def test_resuming_a_run_written_before_perp_neg_existed_keeps_it_off(tmp_path):
     save_checkpoint(tmp_path, {"step": 3})
     args = build_parser().parse_args(["generate", "--resume", str(tmp_path)])
     resumed, _, _ = resolve_config(args)
+    release_run_dirs()  # resolve_config locks the run folder for the rest of the command
     assert (resumed.guidance.perp_neg, resumed.guidance.view_prompts) == (False, "switch")
     again, _, _ = resolve_config(build_parser().parse_args(["generate", "--resume", str(tmp_path), "--perp-neg"]))
+    release_run_dirs()
     assert again.guidance.perp_neg is True

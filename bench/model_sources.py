@@ -71,3 +71,21 @@ class ModelSource:
 
     def release(self) -> None:
         self._components = None
+
+
+def save_random_model(name: str, folder: Path, dtype: torch.dtype = torch.float16, device: str = "cpu") -> Path:
+    """The random model `name` (sd21-random or tiny-random) written with `save_pretrained` as a
+    diffusers folder, so that it loads through the backend's own loader as a downloaded model
+    does. The UNet and VAE are saved in `dtype` (fp16 halves their 3.8 GB; the loader casts on load);
+    they are drawn on `device` (on a GPU in a second rather than half a minute on the CPU)."""
+    from diffusers import StableDiffusionPipeline
+
+    with torch.device(device):
+        tokenizer, text_encoder, unet, scheduler, vae = (_sd21_random_components() if name == SD21_RANDOM
+                                                         else build_tiny_random())
+    # The text encoder stays float32, as the published model's (the loader keeps a saved dtype).
+    pipe = StableDiffusionPipeline(vae=vae.to("cpu", dtype), text_encoder=text_encoder.to("cpu"), tokenizer=tokenizer,
+                                   unet=unet.to("cpu", dtype), scheduler=scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder)
+    return Path(folder)

@@ -17,7 +17,7 @@ import torch
 
 from harness import OWN_CPU_NOTE, PeakMemory, Table, cpu_share, log, memory_kind, seconds
 from model_sources import PROMPT, ModelSource
-from nfsd_backend.config import resolve_generate
+from nfsd_backend.config import merge, resolve_generate
 from nfsd_backend.train import Trainer
 
 PHASES = ("render", "encode", "guidance", "backward")
@@ -26,15 +26,16 @@ STEP_T = 500
 PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
-def make_trainer(model, size: int, low_vram: bool) -> Trainer:
+def make_trainer(model, size: int, low_vram: bool, extra_settings: dict | None = None) -> Trainer:
+    """The trainer of one pinned step; `extra_settings` (config keys) go under the pinned ones."""
     t = STEP_T / model.denoiser.alphas_cumprod.shape[0]
-    config = resolve_generate({
+    config = resolve_generate(merge(extra_settings or {}, {
         "prompt": PROMPT,
         "model": {"name": model.name, "device": model.device.type, "low_vram": low_vram},
         "guidance": {"method": "nfsd", "t_min": t, "t_max": t, "t_max_annealed": t},
         "train": {"render_size": size, "render_size_late": None,
                   "render": {"albedo_probability": 0.0, "diffuse_probability": 1.0, "textureless_probability": 0.0}},
-    })
+    }))
     return Trainer(config, model)
 
 

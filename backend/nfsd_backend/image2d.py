@@ -23,7 +23,7 @@ from .errors import EXIT_OK, out_of_memory_means
 from .events import EventStream, StepTimer
 from .guidance import Prompts, distillation_loss, make_guidance
 from .imaging import labelled_row, tensor_to_image
-from .prompts import fit_prompt
+from .prompts import fit_negative_prompt, fit_prompt
 from .rundir import attach_log, prepare_run_dir, write_json, write_png
 
 # Adam's step on the image when `lr` is unset, by the space the model works in. Adam moves every
@@ -88,7 +88,7 @@ def distill_and_write(config: ImageConfig, out: Path, methods: list[str], events
     write_json(out / "config.json", to_dict(config))
     config = dataclasses.replace(config, lr=image_lr(config, model))
     texts = [fit_prompt(model.tokenizer, config.prompt, events), "",
-             fit_prompt(model.tokenizer, config.guidance.negative_prompt, events, name="negative prompt")]
+             fit_negative_prompt(model.tokenizer, config.guidance.negative_prompt, events)]
     prompts = Prompts(*(e[None] for e in model.encode_prompts(texts)))
     model.offload_text_encoder()
     timer = StepTimer(config.steps * len(methods))

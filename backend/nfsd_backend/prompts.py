@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .config import NFSD_NEGATIVE_PROMPT
 from .events import EventStream
 
 
@@ -28,3 +29,10 @@ def fit_prompt(tokenizer: Any, text: str, events: EventStream | None, *, reserve
                             f"here, so it was cut after \"{' '.join(kept.split()[-6:])}\"; shorten it to "
                             "keep what comes after.")
     return kept
+
+
+def fit_negative_prompt(tokenizer: Any, text: str, events: EventStream | None) -> str:
+    """The negative prompt, cut like `fit_prompt`; only one the user gave is worth a warning: the
+    default (the NFSD paper's) is longer than the small built-in models read (toy-shapes: 16
+    tokens), and every run on them would warn of a cut nobody asked for."""
+    return fit_prompt(tokenizer, text, events if text != NFSD_NEGATIVE_PROMPT else None, name="negative prompt")

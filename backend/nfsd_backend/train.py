@@ -29,7 +29,7 @@ from .imaging import tensor_to_image
 from .nerf.cameras import VIEW_SUFFIXES, Cameras, preview_cameras, sample_cameras
 from .nerf.field import NerfField
 from .nerf.renderer import VolumeRenderer
-from .prompts import fit_prompt
+from .prompts import fit_negative_prompt, fit_prompt
 from .rundir import attach_log, lock_run_dir, prepare_run_dir, write_json, write_png
 
 GENERATE_FLAGS = (
@@ -98,7 +98,7 @@ class Trainer:
         self.guidance: Guidance = make_guidance(config.guidance.method, model.denoiser, **config.guidance.settings())
         # A prompt longer than the encoder takes is cut (a `warning` event when `events` is given).
         prompt = fit_prompt(model.tokenizer, config.prompt, events, reserved=max(VIEW_SUFFIXES, key=len))
-        negative = fit_prompt(model.tokenizer, config.guidance.negative_prompt, events, name="negative prompt")
+        negative = fit_negative_prompt(model.tokenizer, config.guidance.negative_prompt, events)
         texts = [prompt + suffix for suffix in VIEW_SUFFIXES] + ["", negative]
         embeddings = model.encode_prompts(texts)
         model.offload_text_encoder()

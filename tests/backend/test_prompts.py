@@ -30,6 +30,17 @@ def test_a_prompt_that_fits_is_kept_as_it_is(tokenizer):
     assert seen == []
 
 
+def test_only_a_negative_prompt_the_user_gave_is_worth_a_warning(tokenizer):
+    from nfsd_backend.config import NFSD_NEGATIVE_PROMPT
+    from nfsd_backend.prompts import fit_negative_prompt
+
+    seen = []
+    default = fit_negative_prompt(tokenizer, NFSD_NEGATIVE_PROMPT, EventStream(listeners=[seen.append]))
+    assert seen == [] and len(tokenizer.tokenize(default)) == tokenizer.model_max_length - 2  # cut all the same
+    fit_negative_prompt(tokenizer, LONG, EventStream(listeners=[seen.append]))
+    assert [w["message"][:24] for w in seen] == ["the negative prompt is 3"]
+
+
 def test_a_long_prompt_is_cut_leaving_room_for_the_view_suffix(tokenizer):
     seen = []
     suffix = max(VIEW_SUFFIXES, key=len)
@@ -47,10 +58,9 @@ def test_a_long_prompt_is_cut_leaving_room_for_the_view_suffix(tokenizer):
 
 @pytest.mark.parametrize("command", ["generate", "image"])
 def test_a_5000_character_prompt_runs_with_one_warning(tmp_path, capsys, command):
-    # (tiny-random reads 32 tokens and spells most words letter by letter: a short negative prompt)
+    # (the default negative prompt, longer than tiny-random's 32 tokens, is cut without a warning)
     argv = [*COMMON, "--steps", "2"] if command == "generate" else \
         ["--model", "tiny-random", "--device", "cpu", "--steps", "2"]
-    argv += ["--negative-prompt", "blurry"]
     code, events = run_cli([command, LONG, "--out", str(tmp_path / "run"), *argv], capsys)
     assert code == 0 and events[-1]["event"] == "done"
     warnings = [e for e in events if e["event"] == "warning"]

@@ -16,7 +16,7 @@ import torch
 
 from .checkpoint import checkpoint_fits, load_checkpoint, save_checkpoint
 from .cli import EXPORT_FLAGS, GUIDANCE_FLAGS, MODEL_FLAGS, RUN_FLAGS, Flag, add_common, add_flags, settings_from
-from .config import VIEW_PROMPTS, GenerateConfig, load_config_file, merge, resolve_generate, to_dict, validate_generate
+from .config import VIEW_PROMPTS, GenerateConfig, GuidanceConfig, load_config_file, merge, resolve_generate, to_dict, validate_generate
 from .control import EXPORT, RunControl
 from .diffusion import DiffusionModel, load_model
 from .diffusion.loading import resolve_device
@@ -65,10 +65,15 @@ def resolve_config(args: argparse.Namespace) -> tuple[GenerateConfig, Path, dict
         if not (run_dir / "config.json").is_file():
             raise BadConfig(f"{run_dir} is not a run folder (no config.json); give the --out folder of a run.")
         saved = load_config_file(run_dir / "config.json")
-        # A run's config.json holds every setting of its version; one it lacks is newer than the
-        # run and takes its plain default, the behaviour before it existed (say perp_neg: off), not
-        # a method's newer default.
-        config = resolve_generate(merge(merge(to_dict(GenerateConfig()), saved), given))
+        # A run's config.json holds every setting of its version. The view-prompt settings are
+        # newer than some runs: one they lack takes its plain default, the behaviour before it
+        # existed (perp_neg off), not a method's newer default. Only these: a whole default config
+        # under the saved one would put unset values (steps: null) over the preset's.
+        if isinstance(saved.get("guidance"), dict):
+            plain = to_dict(GuidanceConfig())
+            for name in ("perp_neg", "view_prompts"):
+                saved["guidance"].setdefault(name, plain[name])
+        config = resolve_generate(merge(saved, given))
         validate_generate(config)
         lock_run_dir(run_dir)
         return config, run_dir, load_checkpoint(run_dir)

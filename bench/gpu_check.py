@@ -448,7 +448,7 @@ def measure_generate(ctx: Context, model_dir: Path, setting: Setting, seconds_ca
     from nfsd_backend.diffusion.loading import resolve_dtype
     from nfsd_backend.events import EventStream
     from section_train_step import PRECISION_NAMES
-    from nfsd_backend.rundir import attach_log, detach_logs, prepare_run_dir
+    from nfsd_backend.rundir import attach_log, detach_logs, prepare_run_dir, release_run_dirs
     from nfsd_backend.train import Trainer, train_and_export
 
     steps = steps or ctx.plan.max_steps
@@ -469,6 +469,7 @@ def measure_generate(ctx: Context, model_dir: Path, setting: Setting, seconds_ca
     finally:
         events.detach()
         detach_logs()
+        release_run_dirs()  # prepare_run_dir locked the folder; the export runs in a child process
     figures = recorder.figures() | {"exit": code, "wall_s": time.perf_counter() - started,
                                     "peak_gib": None if peak.peak_bytes is None else peak.peak_bytes / 2**30,
                                     "precision": PRECISION_NAMES[resolve_dtype(config.model.precision, device,
